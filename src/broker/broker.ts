@@ -1,0 +1,549 @@
+import type { ProtocolVersion, QoS } from '../protocol/packets';
+import { parseSharedFilter, topicMatches } from '../protocol/topics';
+import type { Message, QueueEntryRecord, Store, StoreOp, StoredSubscription, StoredWill } from '../store/types';
+import { StoreError } from '../store/types';
+import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
+import type { OutboundEntry } from './outbound-queue';
+import { Router, type SharedGroup } from './router';
+import { NEVER_EXPIRES, Session, type SessionOwner } from './session';
+
+export interface OpenSessionParams {
+  clientId: string;
+  clean: boolean;
+  expiryInterval: number;
+  protocolVersion: ProtocolVersion;
+  will: StoredWill | undefined;
+}
+
+export interface OpenedSession {
+  session: Session;
+  sessionPresent: boolean;
+  /** The connection that held the session before, to be told it was taken over. */
+  previousOwner: SessionOwner | null;
+  /** Resolves once the session is durable; CONNACK waits for it. */
+  durable: Promise<void>;
+}
+
+export interface PublishOrigin {
+  session: Session;
+  /** Set for QoS 2: the packet id whose "received" record commits with the message. */
+  qos2PacketId?: number;
+}
+
+interface Target {
+  qos: QoS;
+  subscriptionIds: number[];
+  retainAsPublished: boolean;
+}
+
+/**
+ * The broker core: sessions, routing, retained messages, wills and the path of a
+ * message into the store and out to every matching session. It knows the Store
+ * interface only, never which store it has.
+ */
+export class Broker {
+  readonly sessions = new Map<string, Session>();
+  readonly router = new Router();
+  readonly retained = new Map<string, Message>();
+  readonly stats = new BrokerStats();
+  private readonly expiring = new Set<Session>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private lastDropLog = 0;
+
+  constructor(
+    readonly store: Store,
+    readonly options: BrokerOptions,
+    readonly hooks: BrokerHooks = allowAll,
+    readonly log: Logger = silentLogger,
+  ) {}
+
+  /** Restores sessions and retained messages; wills of connections cut by a crash are armed again. */
+  async start(): Promise<void> {
+    const state = await this.store.load();
+    const now = Date.now();
+    for (const message of state.retained) {
+      if (message.expiresAt !== undefined && message.expiresAt <= now) continue;
+      this.retained.set(message.topic, message);
+    }
+    const crashed: Session[] = [];
+    for (const { record, queue, inboundQos2 } of state.sessions) {
+      const session = new Session(record.clientId, record.protocolVersion, record.expiryInterval);
+      session.will = record.will;
+      session.disconnectedAt = record.disconnectedAt;
+      for (const sub of record.subscriptions) this.addSubscription(session, sub);
+      let possiblySent = 0;
+      for (const entry of queue) {
+        // Deliveries are sent in order within the in-flight window, so the unfinished sent
+        // ones were a prefix of the queue: treat that prefix as sent (DUP=1 on re-send).
+        const sent = entry.state === 'pubrec' || possiblySent++ < this.options.maxInflight;
+        session.outbound.push({ ...entry, ready: true, sent, done: false, bytes: entry.message.payload.length });
+        session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
+      }
+      for (const packetId of inboundQos2) session.inboundQos2.set(packetId, true);
+      this.sessions.set(session.clientId, session);
+      if (session.disconnectedAt === undefined) crashed.push(session);
+      else {
+        this.trackExpiry(session);
+        const will = session.will;
+        if (will) {
+          const due = session.disconnectedAt + Math.min(will.delayInterval, session.expiryInterval) * 1000;
+          this.armWill(session, due - now);
+        }
+      }
+    }
+    for (const session of crashed) this.onConnectionLost(session, now);
+    this.sweepTimer = setInterval(() => this.sweep(), 1000);
+    this.sweepTimer.unref();
+    this.log.info(
+      { sessions: this.sessions.size, retained: this.retained.size, restoredWills: crashed.filter((s) => s.will).length },
+      'broker state loaded',
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const session of this.sessions.values()) if (session.willTimer) clearTimeout(session.willTimer);
+    // Make sure everything issued so far has committed.
+    await this.store.commit([]).catch(() => undefined);
+  }
+
+  // ---- sessions -------------------------------------------------------------------------
+
+  openSession(owner: SessionOwner, params: OpenSessionParams): OpenedSession {
+    const ops: StoreOp[] = [];
+    let existing = this.sessions.get(params.clientId);
+    let previousOwner: SessionOwner | null = null;
+    if (existing) {
+      previousOwner = existing.owner;
+      existing.owner = null;
+      if (existing.willTimer) {
+        clearTimeout(existing.willTimer);
+        existing.willTimer = undefined;
+      }
+      // A new connection cancels a delayed will; a will without delay belongs to the closing connection.
+      if (previousOwner && existing.will && existing.will.delayInterval === 0) this.publishWill(existing);
+      existing.will = undefined;
+      this.expiring.delete(existing);
+    }
+    // A session with expiry 0 ended with its connection, even if that connection is only now closing.
+    if (existing && (params.clean || !existing.persistent)) {
+      this.discardSession(existing, ops);
+      existing = undefined;
+    }
+    const session = existing ?? new Session(params.clientId, params.protocolVersion, params.expiryInterval);
+    const wasStored = existing?.stored ?? false;
+    session.protocolVersion = params.protocolVersion;
+    session.expiryInterval = params.expiryInterval;
+    session.will = params.will;
+    session.disconnectedAt = undefined;
+    session.owner = owner;
+    this.sessions.set(session.clientId, session);
+    if (session.stored) ops.push({ op: 'putSession', record: session.toRecord() });
+    else if (wasStored) ops.push({ op: 'deleteSession', clientId: session.clientId });
+    return { session, sessionPresent: existing !== undefined, previousOwner, durable: this.persist(ops) };
+  }
+
+  /**
+   * The connection of `session` ended. `graceful` is a DISCONNECT without will (reason 0x00);
+   * everything else publishes the will, after its delay.
+   */
+  closeSession(session: Session, owner: SessionOwner, graceful: boolean, expiryInterval?: number): void {
+    if (session.owner !== owner) return; // taken over: the new connection owns it now
+    if (expiryInterval !== undefined) session.expiryInterval = expiryInterval;
+    if (graceful && session.will) session.will = undefined;
+    this.onConnectionLost(session, Date.now());
+  }
+
+  private onConnectionLost(session: Session, now: number): void {
+    session.owner = null;
+    session.disconnectedAt = now;
+    this.redistributeShared(session);
+    const will = session.will;
+    if (will) this.armWill(session, Math.min(will.delayInterval, session.expiryInterval) * 1000);
+    if (!session.persistent) {
+      this.endSession(session);
+      return;
+    }
+    this.persistInBackground([{ op: 'putSession', record: session.toRecord() }]);
+    this.trackExpiry(session);
+  }
+
+  /** Publishes the will after `delayMs`, unless a reconnect cancels it first. */
+  private armWill(session: Session, delayMs: number): void {
+    if (delayMs <= 0) {
+      this.publishWill(session);
+      return;
+    }
+    session.willTimer = setTimeout(() => {
+      session.willTimer = undefined;
+      this.publishWill(session);
+      if (!session.online) this.persistInBackground([{ op: 'putSession', record: session.toRecord() }]);
+    }, delayMs);
+    session.willTimer.unref();
+  }
+
+  private trackExpiry(session: Session): void {
+    if (session.expiresAt() !== undefined) this.expiring.add(session);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const session of this.expiring) {
+      if (session.online) {
+        this.expiring.delete(session);
+        continue;
+      }
+      const expiresAt = session.expiresAt();
+      if (expiresAt !== undefined && expiresAt <= now) {
+        if (session.will) this.publishWill(session);
+        this.stats.sessionsExpired++;
+        this.log.debug({ clientId: session.clientId }, 'session expired');
+        this.endSession(session);
+      }
+    }
+  }
+
+  /** Removes a disconnected session and its durable state. */
+  private endSession(session: Session): void {
+    if (session.willTimer) clearTimeout(session.willTimer);
+    const ops: StoreOp[] = [];
+    this.discardSession(session, ops);
+    this.persistInBackground(ops);
+  }
+
+  private discardSession(session: Session, ops: StoreOp[]): void {
+    for (const sub of session.subscriptions.values()) this.removeSubscriptionRoute(session, sub.filter);
+    session.subscriptions.clear();
+    this.expiring.delete(session);
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    ops.push({ op: 'deleteSession', clientId: session.clientId });
+  }
+
+  private publishWill(session: Session): void {
+    const will = session.will;
+    if (!will) return;
+    session.will = undefined;
+    this.stats.willsPublished++;
+    const message: Message = { ...will.message, createdAt: Date.now() };
+    if (will.message.expiresAt !== undefined) {
+      message.expiresAt = Date.now() + (will.message.expiresAt - will.message.createdAt);
+    }
+    this.log.debug({ clientId: session.clientId, topic: message.topic }, 'publishing will');
+    this.publish(message).catch((e: Error) =>
+      this.log.error({ clientId: session.clientId, err: e.message }, 'will could not be published'),
+    );
+  }
+
+  // ---- subscriptions ----------------------------------------------------------------------
+
+  /** Adds or replaces subscriptions; returns, per subscription, whether it is new. */
+  subscribe(session: Session, subs: StoredSubscription[]): { isNew: boolean[]; durable: Promise<void> } {
+    const isNew = subs.map((sub) => {
+      const existed = session.subscriptions.has(sub.filter);
+      if (existed) this.removeSubscriptionRoute(session, sub.filter);
+      this.addSubscription(session, sub);
+      return !existed;
+    });
+    const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
+    return { isNew, durable: this.persist(ops) };
+  }
+
+  unsubscribe(session: Session, filters: string[]): { existed: boolean[]; durable: Promise<void> } {
+    const existed = filters.map((filter) => {
+      if (!session.subscriptions.delete(filter)) return false;
+      this.removeSubscriptionRoute(session, filter);
+      return true;
+    });
+    const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
+    return { existed, durable: this.persist(ops) };
+  }
+
+  private addSubscription(session: Session, sub: StoredSubscription): void {
+    session.subscriptions.set(sub.filter, sub);
+    const shared = parseSharedFilter(sub.filter);
+    if (shared && typeof shared !== 'string') this.router.add(session.clientId, shared.filter, sub, shared.group);
+    else this.router.add(session.clientId, sub.filter, sub);
+  }
+
+  private removeSubscriptionRoute(session: Session, filter: string): void {
+    const shared = parseSharedFilter(filter);
+    if (shared && typeof shared !== 'string') this.router.remove(session.clientId, shared.filter, shared.group);
+    else this.router.remove(session.clientId, filter);
+  }
+
+  /** Queues the retained messages matching a new subscription (retain handling decided by the caller). */
+  deliverRetained(session: Session, sub: StoredSubscription): void {
+    const now = Date.now();
+    const ops: StoreOp[] = [];
+    const entries: OutboundEntry[] = [];
+    for (const message of this.retained.values()) {
+      if (message.expiresAt !== undefined && message.expiresAt <= now) continue;
+      if (!topicMatches(sub.filter, message.topic)) continue;
+      const qos = Math.min(sub.qos, message.qos) as QoS;
+      // retainAsPublished=true keeps the RETAIN flag set, as MQTT requires for retained messages.
+      this.enqueue(session, message, { qos, subscriptionIds: subIds(sub), retainAsPublished: true }, undefined, ops, entries);
+    }
+    if (entries.length > 0) this.commitDeliveries(ops, entries);
+  }
+
+  // ---- publishing -------------------------------------------------------------------------
+
+  /**
+   * Routes a message to every matching session. For QoS 1/2 the promise resolves once the
+   * message (and, for QoS 2, the packet-id record) is durable: only then may it be acknowledged.
+   * It rejects with a StoreError once the retries are spent; nothing is delivered then.
+   */
+  publish(message: Message, origin?: PublishOrigin): Promise<void> {
+    this.stats.messagesReceived++;
+    const ops: StoreOp[] = [];
+    if (message.retain) this.updateRetained(message, ops);
+    if (origin?.qos2PacketId !== undefined && origin.session.stored) {
+      ops.push({ op: 'putInboundQos2', clientId: origin.session.clientId, packetId: origin.qos2PacketId });
+    }
+    const entries: OutboundEntry[] = [];
+    this.route(message, ops, entries);
+    if (message.qos === 0) {
+      // Nothing to acknowledge: deliver now, store the retained change on the side.
+      for (const entry of entries) entry.ready = true;
+      this.pumpAll(entries);
+      if (ops.length > 0) this.persistInBackground(ops);
+      return Promise.resolve();
+    }
+    return this.commitDeliveries(ops, entries);
+  }
+
+  private commitDeliveries(ops: StoreOp[], entries: OutboundEntry[]): Promise<void> {
+    return this.persist(ops).then(
+      () => {
+        for (const entry of entries) entry.ready = true;
+        this.pumpAll(entries);
+      },
+      (e: unknown) => {
+        this.stats.publishStoreFailures++;
+        for (const entry of entries) this.sessionOfEntry.get(entry)?.outbound.finish(entry);
+        this.pumpAll(entries);
+        throw e;
+      },
+    );
+  }
+
+  private readonly sessionOfEntry = new WeakMap<OutboundEntry, Session>();
+
+  private pumpAll(entries: OutboundEntry[]): void {
+    let last: Session | undefined;
+    for (const entry of entries) {
+      const session = this.sessionOfEntry.get(entry);
+      if (session && session !== last) {
+        session.owner?.pump();
+        last = session;
+      }
+    }
+  }
+
+  private updateRetained(message: Message, ops: StoreOp[]): void {
+    if (message.payload.length === 0) {
+      if (this.retained.delete(message.topic)) ops.push({ op: 'deleteRetained', topic: message.topic });
+      return;
+    }
+    this.retained.set(message.topic, message);
+    ops.push({ op: 'putRetained', message });
+  }
+
+  private route(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {
+    const targets = new Map<string, Target>();
+    const groups: SharedGroup[] = [];
+    this.router.match(message.topic, {
+      subscriber: (clientId, sub) => {
+        if (sub.noLocal && clientId === message.publisherId) return;
+        let target = targets.get(clientId);
+        if (!target) {
+          target = { qos: 0, subscriptionIds: [], retainAsPublished: false };
+          targets.set(clientId, target);
+        }
+        target.qos = Math.max(target.qos, Math.min(sub.qos, message.qos)) as QoS;
+        if (sub.subscriptionId !== undefined) target.subscriptionIds.push(sub.subscriptionId);
+        target.retainAsPublished ||= sub.retainAsPublished;
+      },
+      shared: (group) => groups.push(group),
+    });
+    for (const [clientId, target] of targets) {
+      const session = this.sessions.get(clientId);
+      if (session) this.enqueue(session, message, target, undefined, ops, entries);
+    }
+    for (const group of groups) this.enqueueShared(group, message, ops, entries);
+  }
+
+  private enqueueShared(
+    group: SharedGroup,
+    message: Message,
+    ops: StoreOp[],
+    entries: OutboundEntry[],
+    exclude?: string,
+  ): boolean {
+    const picked = group.pick((id) => this.sessions.get(id)?.online ?? false, exclude);
+    if (!picked) return false;
+    const session = this.sessions.get(picked[0]);
+    if (!session) return false;
+    const sub = picked[1];
+    const target: Target = { qos: Math.min(sub.qos, message.qos) as QoS, subscriptionIds: subIds(sub), retainAsPublished: false };
+    return this.enqueue(session, message, target, sub.filter, ops, entries);
+  }
+
+  /** Appends one delivery to a session's queue, applying the queue bounds. */
+  private enqueue(
+    session: Session,
+    message: Message,
+    target: Target,
+    shareGroup: string | undefined,
+    ops: StoreOp[],
+    entries: OutboundEntry[],
+  ): boolean {
+    if (!session.online && target.qos === 0 && !this.options.queueQos0Offline) {
+      this.stats.messagesDroppedOfflineQos0++;
+      return false;
+    }
+    const queue = session.outbound;
+    const bytes = message.payload.length;
+    if (queue.pendingCount >= this.options.maxQueuedMessages || queue.pendingBytes + bytes > this.options.maxQueuedBytes) {
+      const victim = this.options.queueOverflow === 'drop-oldest' ? queue.oldestUnsent() : undefined;
+      this.stats.messagesDroppedQueueFull++;
+      this.logDrop(session);
+      if (!victim) return false;
+      queue.finish(victim);
+      if (session.persistent && victim.qos > 0) ops.push({ op: 'dequeue', clientId: session.clientId, seq: victim.seq });
+    }
+    const entry: OutboundEntry = {
+      seq: session.allocateSeq(),
+      message,
+      qos: target.qos,
+      subscriptionIds: target.subscriptionIds,
+      retainAsPublished: target.retainAsPublished,
+      state: 'queued',
+      shareGroup,
+      ready: false,
+      sent: false,
+      done: false,
+      bytes,
+    };
+    queue.push(entry);
+    this.sessionOfEntry.set(entry, session);
+    if (session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });
+    entries.push(entry);
+    return true;
+  }
+
+  private logDrop(session: Session): void {
+    const now = Date.now();
+    if (now - this.lastDropLog < 5000) return;
+    this.lastDropLog = now;
+    this.log.warn(
+      { clientId: session.clientId, policy: this.options.queueOverflow, limit: this.options.maxQueuedMessages, dropped: this.stats.messagesDroppedQueueFull },
+      'session queue full: dropping messages (log rate-limited to one line per 5 s)',
+    );
+  }
+
+  /** Shared-subscription deliveries the client never confirmed go to another member. */
+  private redistributeShared(session: Session): void {
+    const ops: StoreOp[] = [];
+    const entries: OutboundEntry[] = [];
+    for (const entry of session.outbound.unfinished()) {
+      if (!entry.shareGroup || entry.state !== 'queued' || entry.qos === 0) continue;
+      const shared = parseSharedFilter(entry.shareGroup);
+      if (!shared || typeof shared === 'string') continue;
+      const group = this.router.sharedGroup(shared.filter, shared.group);
+      if (!group) continue;
+      const before = entries.length;
+      if (!this.enqueueShared(group, entry.message, ops, entries, session.clientId)) continue;
+      const moved = entries[before];
+      if (!moved || !this.sessionOfEntry.get(moved)?.online) {
+        // No other member is online: keep it here rather than park it elsewhere.
+        if (moved) {
+          this.sessionOfEntry.get(moved)?.outbound.finish(moved);
+          const last = ops[ops.length - 1];
+          if (last?.op === 'enqueue') ops.pop();
+          entries.pop();
+        }
+        continue;
+      }
+      session.outbound.finish(entry);
+      if (session.persistent) ops.push({ op: 'dequeue', clientId: session.clientId, seq: entry.seq });
+    }
+    if (entries.length > 0 || ops.length > 0) {
+      this.commitDeliveries(ops, entries).catch(() => undefined);
+    }
+  }
+
+  // ---- deliveries acknowledged by the client ----------------------------------------------
+
+  /** A delivery is complete (PUBACK, PUBCOMP, refusal, expiry, too large): forget it. */
+  finishDelivery(session: Session, entry: OutboundEntry): void {
+    session.outbound.finish(entry);
+    if (session.persistent && entry.qos > 0) {
+      this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]);
+    }
+  }
+
+  /** PUBREC received: from now on only PUBREL is re-sent for this delivery. */
+  markReleased(session: Session, entry: OutboundEntry): void {
+    entry.state = 'pubrec';
+    if (session.persistent) {
+      this.persistInBackground([{ op: 'setDeliveryState', clientId: session.clientId, seq: entry.seq, state: 'pubrec' }]);
+    }
+  }
+
+  /** PUBREL received: the QoS 2 packet id may be used again. */
+  releaseInbound(session: Session, packetId: number): Promise<void> {
+    session.inboundQos2.delete(packetId);
+    return session.stored
+      ? this.persist([{ op: 'deleteInboundQos2', clientId: session.clientId, packetId }])
+      : Promise.resolve();
+  }
+
+  // ---- store access -----------------------------------------------------------------------
+
+  /** Commits with bounded retries and backoff; rejects with the last StoreError. */
+  persist(ops: StoreOp[]): Promise<void> {
+    if (ops.length === 0) return this.store.commit(ops);
+    return this.commitWithRetry(ops, 0);
+  }
+
+  private async commitWithRetry(ops: StoreOp[], attempt: number): Promise<void> {
+    try {
+      await this.store.commit(ops);
+    } catch (e) {
+      const retryable = e instanceof StoreError && e.reason === 'unavailable' && !this.stopped;
+      if (!retryable || attempt >= this.options.publishMaxRetries) throw e;
+      this.stats.storeRetries++;
+      const delay = Math.min(this.options.publishRetryBaseMs * 2 ** attempt, this.options.publishRetryMaxMs);
+      this.log.warn({ attempt: attempt + 1, of: this.options.publishMaxRetries, delayMs: delay, err: (e as Error).message }, 'store commit failed, retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      return this.commitWithRetry(ops, attempt + 1);
+    }
+  }
+
+  private persistInBackground(ops: StoreOp[]): void {
+    if (ops.length === 0) return;
+    this.persist(ops).catch((e: Error) => this.log.error({ err: e.message }, 'store commit failed'));
+  }
+}
+
+function subIds(sub: StoredSubscription): number[] {
+  return sub.subscriptionId !== undefined ? [sub.subscriptionId] : [];
+}
+
+function toRecord(entry: OutboundEntry): QueueEntryRecord {
+  const record: QueueEntryRecord = {
+    seq: entry.seq,
+    message: entry.message,
+    qos: entry.qos,
+    subscriptionIds: entry.subscriptionIds,
+    retainAsPublished: entry.retainAsPublished,
+    state: entry.state,
+  };
+  if (entry.shareGroup !== undefined) record.shareGroup = entry.shareGroup;
+  return record;
+}
+
+export { NEVER_EXPIRES };

@@ -1,0 +1,307 @@
+import { PacketDecoder, encodePacket } from '../protocol/codec';
+import { MqttError } from '../protocol/errors';
+import type { Packet, ProtocolVersion, PublishPacket } from '../protocol/packets';
+import { ReasonCode } from '../protocol/reason-codes';
+import type { Broker } from './broker';
+import { dispatch } from './handlers';
+import { type OutboundEntry, packetIdOf } from './outbound-queue';
+import type { Session, SessionOwner } from './session';
+
+/** What the channel needs from its connection: the socket side lives in transport/. */
+export interface Transport {
+  write(data: Buffer): void;
+  /** Flushes what was written, then closes. */
+  close(): void;
+  readonly bufferedBytes: number;
+  readonly remoteAddress: string;
+}
+
+export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
+
+/** An acknowledgement waiting for its turn: acks leave in the order their requests came in. */
+export interface PendingReply {
+  packet: Packet | null;
+  ready: boolean;
+  closeAfter: boolean;
+}
+
+/** The limits the client announced in CONNECT (MQTT 5), with 3.1.1 defaults. */
+export interface ClientLimits {
+  receiveMaximum: number;
+  maximumPacketSize: number;
+  topicAliasMaximum: number;
+  requestProblemInformation: boolean;
+}
+
+const MAX_PACKETS_BEFORE_CONNACK = 1000;
+
+/**
+ * The per-connection MQTT state machine. Bytes and clock ticks come in; packets to write
+ * and the decision to close go out through the Transport. It holds no socket, so tests
+ * drive it directly. Packet handling lives in handlers/, one module per packet type.
+ */
+export class Channel implements SessionOwner {
+  state: ChannelState = 'awaiting-connect';
+  protocolVersion: ProtocolVersion = 4;
+  session: Session | null = null;
+  clientId = '';
+  keepAliveMs = 0;
+  lastReceivedAt: number;
+  readonly connectDeadline: number;
+  client: ClientLimits = { receiveMaximum: 65535, maximumPacketSize: 0x10000000, topicAliasMaximum: 0, requestProblemInformation: true };
+  /** Session expiry requested at CONNECT: DISCONNECT may not raise it from 0. */
+  connectExpiryInterval = 0;
+  /** QoS 1/2 PUBLISHes received and not yet completed (MQTT 5 Receive Maximum). */
+  inboundInflight = 0;
+  readonly inboundAliases = new Map<number, string>();
+  readonly outboundAliases = new Map<string, number>();
+  /** QoS 2 publishes still being stored, by packet id: a duplicate waits for the original. */
+  readonly pendingQos2 = new Map<number, Promise<void>>();
+  private readonly decoder: PacketDecoder;
+  private readonly replies: PendingReply[] = [];
+  private readonly heldPackets: Packet[] = [];
+
+  constructor(
+    readonly broker: Broker,
+    readonly transport: Transport,
+    now: number,
+    /** Set when the connection limit is reached: CONNECT is answered with "server busy". */
+    readonly refuse = false,
+  ) {
+    this.decoder = new PacketDecoder(broker.options.maxPacketSize);
+    this.lastReceivedAt = now;
+    this.connectDeadline = now + broker.options.connectTimeoutMs;
+  }
+
+  get options() {
+    return this.broker.options;
+  }
+
+  // ---- input --------------------------------------------------------------------------------
+
+  receive(chunk: Buffer, now = Date.now()): void {
+    if (this.state === 'closed') return;
+    this.lastReceivedAt = now;
+    let packets: Packet[];
+    try {
+      packets = this.decoder.push(chunk);
+    } catch (e) {
+      this.onDecodeError(e as Error);
+      return;
+    }
+    for (const packet of packets) {
+      if ((this.state as ChannelState) === 'closed') return; // a handler may have closed it
+      this.handle(packet);
+    }
+  }
+
+  handle(packet: Packet): void {
+    if (this.state === 'authenticating') {
+      // MQTT 5 §3.1.4: nothing after CONNECT is processed until the client is authenticated.
+      if (this.heldPackets.length >= MAX_PACKETS_BEFORE_CONNACK) this.close(ReasonCode.QuotaExceeded);
+      else this.heldPackets.push(packet);
+      return;
+    }
+    if (this.state === 'awaiting-connect' && packet.cmd !== 'connect') {
+      this.close(); // MQTT-3.1.0-1: the first packet must be CONNECT
+      return;
+    }
+    dispatch(this, packet);
+  }
+
+  /** Called by the CONNECT handler once CONNACK is out. */
+  connected(): void {
+    this.state = 'connected';
+    for (const packet of this.heldPackets.splice(0)) {
+      if (this.state !== 'connected') return;
+      dispatch(this, packet);
+    }
+  }
+
+  tick(now: number): void {
+    if (this.state === 'awaiting-connect' || this.state === 'authenticating') {
+      if (now > this.connectDeadline) this.close();
+      return;
+    }
+    if (this.state !== 'connected') return;
+    if (this.keepAliveMs > 0 && now - this.lastReceivedAt > this.keepAliveMs * 1.5) {
+      this.close(ReasonCode.KeepAliveTimeout);
+      return;
+    }
+    this.pump(); // transports without a drain event (WebSocket) resume here
+
+  }
+
+  /** The socket ended or failed without a DISCONNECT: an ungraceful disconnect. */
+  transportClosed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.detachSession(false);
+  }
+
+  private onDecodeError(e: Error): void {
+    this.broker.stats.malformedPackets++;
+    const code = e instanceof MqttError ? e.reasonCode : ReasonCode.MalformedPacket;
+    this.broker.log.debug({ clientId: this.clientId, err: e.message }, 'bad packet, closing');
+    if (this.state === 'awaiting-connect' && code === ReasonCode.UnsupportedProtocolVersion) {
+      this.send({ cmd: 'connack', returnCode: 1, sessionPresent: false });
+    }
+    this.close(code, e.message);
+  }
+
+  // ---- output ---------------------------------------------------------------------------------
+
+  send(packet: Packet): void {
+    if (this.state === 'closed') return;
+    this.transport.write(encodePacket(packet, this.protocolVersion));
+  }
+
+  /** Reserves the next reply slot; `fill` it when the reply may go out. */
+  reserveReply(): PendingReply {
+    const slot: PendingReply = { packet: null, ready: false, closeAfter: false };
+    this.replies.push(slot);
+    return slot;
+  }
+
+  /** Completes a slot (with a packet, or none) and sends every completed reply at the head, in order. */
+  fill(slot: PendingReply, packet: Packet | null, closeAfter = false): void {
+    slot.packet = packet;
+    slot.ready = true;
+    slot.closeAfter = closeAfter;
+    while (this.replies.length > 0 && this.replies[0].ready) {
+      const next = this.replies.shift()!;
+      if (next.packet) this.send(next.packet);
+      if (next.closeAfter) {
+        this.close();
+        return;
+      }
+    }
+  }
+
+  /** Closes the connection. With a reason code, MQTT 5 clients first get a DISCONNECT. */
+  close(reasonCode?: number, reasonString?: string): void {
+    if (this.state === 'closed') return;
+    if (reasonCode !== undefined && this.protocolVersion === 5 && this.state === 'connected') {
+      const properties = reasonString && this.client.requestProblemInformation ? { reasonString } : undefined;
+      this.send({ cmd: 'disconnect', reasonCode, properties });
+    }
+    this.state = 'closed';
+    this.transport.close();
+    this.detachSession(false);
+  }
+
+  /** A client DISCONNECT: graceful unless it asked for its will (0x04). */
+  closeByClient(graceful: boolean, expiryInterval?: number): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.transport.close();
+    this.detachSession(graceful, expiryInterval);
+  }
+
+  takenOver(): void {
+    if (this.state === 'closed') return;
+    if (this.protocolVersion === 5) this.send({ cmd: 'disconnect', reasonCode: ReasonCode.SessionTakenOver });
+    this.state = 'closed';
+    this.session = null; // the broker has handed it to the new connection
+    this.transport.close();
+  }
+
+  private detachSession(graceful: boolean, expiryInterval?: number): void {
+    const session = this.session;
+    this.session = null;
+    if (session) this.broker.closeSession(session, this, graceful, expiryInterval);
+  }
+
+  /** Drain from the socket: continue delivering. */
+  drained(): void {
+    this.pump();
+  }
+
+  // ---- deliveries to the client ---------------------------------------------------------------
+
+  /** Re-sends what was in flight when the session was last connected (G3, G4). */
+  resumeSession(): void {
+    const session = this.session;
+    if (!session) return;
+    for (const entry of session.outbound.sentUnfinished()) {
+      const packetId = packetIdOf(entry.seq);
+      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetId });
+      else {
+        const packet = this.publishPacket(entry, packetId, true);
+        if (packet) this.send(packet);
+      }
+    }
+    this.pump();
+  }
+
+  pump(): void {
+    const session = this.session;
+    if (this.state !== 'connected' || !session) return;
+    const queue = session.outbound;
+    const window = Math.min(this.client.receiveMaximum, this.options.maxInflight);
+    const now = Date.now();
+    while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
+      const entry = queue.peekUnsent();
+      if (!entry) return;
+      if (entry.qos > 0 && queue.inflight.size >= window) return;
+      if (entry.message.expiresAt !== undefined && entry.message.expiresAt <= now) {
+        this.broker.stats.messagesDroppedExpired++;
+        this.broker.finishDelivery(session, entry);
+        continue;
+      }
+      const packetId = packetIdOf(entry.seq);
+      if (entry.qos > 0 && queue.inflight.has(packetId)) return; // wait until that id is free
+      const packet = this.publishPacket(entry, packetId, false);
+      if (!packet) {
+        this.broker.finishDelivery(session, entry);
+        continue;
+      }
+      queue.markSent(entry, packetId);
+      this.broker.stats.messagesSent++;
+      this.send(packet);
+    }
+  }
+
+  /** Builds the PUBLISH for a delivery, or null when it exceeds the client's maximum packet size. */
+  private publishPacket(entry: OutboundEntry, packetId: number, dup: boolean): PublishPacket | null {
+    const message = entry.message;
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic: message.topic,
+      payload: message.payload,
+      qos: entry.qos,
+      dup,
+      retain: entry.retainAsPublished ? message.retain : false,
+    };
+    if (entry.qos > 0) packet.messageId = packetId;
+    if (this.protocolVersion === 5) {
+      const properties: NonNullable<PublishPacket['properties']> = { ...message.properties };
+      if (entry.subscriptionIds.length > 0) properties.subscriptionIdentifier = entry.subscriptionIds;
+      if (message.expiresAt !== undefined) {
+        properties.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000));
+      }
+      const aliasLimit = Math.min(this.client.topicAliasMaximum, this.options.topicAliasMaximum);
+      if (aliasLimit > 0 && !dup) {
+        const alias = this.outboundAliases.get(message.topic);
+        if (alias !== undefined) {
+          packet.topic = '';
+          properties.topicAlias = alias;
+        } else if (this.outboundAliases.size < aliasLimit) {
+          const next = this.outboundAliases.size + 1;
+          this.outboundAliases.set(message.topic, next);
+          properties.topicAlias = next;
+        }
+      }
+      packet.properties = properties;
+    }
+    if (this.client.maximumPacketSize < 0x10000000) {
+      const size = encodePacket(packet, this.protocolVersion).length;
+      if (size > this.client.maximumPacketSize) {
+        this.broker.stats.messagesDroppedTooLarge++;
+        if (packet.properties?.topicAlias !== undefined && packet.topic !== '') this.outboundAliases.delete(message.topic);
+        return null;
+      }
+    }
+    return packet;
+  }
+}

@@ -1,0 +1,160 @@
+import { randomUUID } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
+import type { ConnackPacket, ConnectPacket } from '../../protocol/packets';
+import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
+import { topicNameError } from '../../protocol/topics';
+import type { StoredWill } from '../../store/types';
+import type { Channel } from '../channel';
+import { messageProperties } from './publish';
+
+type ConnackProperties = NonNullable<ConnackPacket['properties']>;
+
+export function handleConnect(ch: Channel, packet: ConnectPacket): void {
+  if (ch.state !== 'awaiting-connect') {
+    ch.close(ReasonCode.ProtocolError, 'second CONNECT'); // MQTT-3.1.0-2
+    return;
+  }
+  const version = packet.protocolVersion ?? 4;
+  ch.protocolVersion = version;
+  const props = packet.properties ?? {};
+  const options = ch.options;
+  ch.broker.stats.connectionsTotal++;
+
+  if (ch.refuse) return refuse(ch, ReasonCode.ServerBusy, 'connection limit reached');
+  if (version === 5 && props.authenticationMethod !== undefined) {
+    return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
+  }
+  if (version === 5 && props.receiveMaximum === 0) return refuse(ch, ReasonCode.ProtocolError, 'receive maximum 0');
+
+  let clientId = packet.clientId;
+  let assignedClientId: string | undefined;
+  if (clientId.length === 0) {
+    // 3.1 requires an id; 3.1.1 allows none only with a clean session (MQTT-3.1.3-8).
+    if (version === 3 || (version === 4 && !packet.clean)) {
+      return refuse(ch, ReasonCode.ClientIdentifierNotValid, 'empty client id needs clean session');
+    }
+    clientId = `auto-${randomUUID()}`;
+    if (version === 5) assignedClientId = clientId;
+  }
+
+  let will: StoredWill | undefined;
+  if (packet.will) {
+    const topicError = topicNameError(packet.will.topic);
+    if (topicError) return refuse(ch, ReasonCode.TopicNameInvalid, `will ${topicError}`);
+    const payload = typeof packet.will.payload === 'string' ? Buffer.from(packet.will.payload) : packet.will.payload;
+    const willProps = packet.will.properties ?? {};
+    if (willProps.payloadFormatIndicator && !isUtf8(payload)) {
+      return refuse(ch, ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8');
+    }
+    const now = Date.now();
+    will = {
+      delayInterval: willProps.willDelayInterval ?? 0,
+      message: {
+        topic: packet.will.topic,
+        payload,
+        qos: packet.will.qos ?? 0,
+        retain: packet.will.retain ?? false,
+        properties: messageProperties(willProps),
+        expiresAt: willProps.messageExpiryInterval !== undefined ? now + willProps.messageExpiryInterval * 1000 : undefined,
+        publisherId: clientId,
+        createdAt: now,
+      },
+    };
+  }
+
+  const connackProps: ConnackProperties = {};
+  let keepAlive = packet.keepalive ?? 0;
+  if (version === 5 && options.maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > options.maxKeepAlive)) {
+    keepAlive = options.maxKeepAlive;
+    connackProps.serverKeepAlive = keepAlive;
+  }
+  let expiryInterval: number;
+  if (version === 5) {
+    const requested = props.sessionExpiryInterval ?? 0;
+    expiryInterval = Math.min(requested, options.maxSessionExpiryInterval);
+    if (expiryInterval !== requested) connackProps.sessionExpiryInterval = expiryInterval;
+  } else {
+    expiryInterval = packet.clean ? 0 : options.mqtt3SessionExpiryInterval;
+  }
+
+  ch.clientId = clientId;
+  ch.keepAliveMs = keepAlive * 1000;
+  ch.connectExpiryInterval = props.sessionExpiryInterval ?? 0;
+  if (version === 5) {
+    ch.client = {
+      receiveMaximum: props.receiveMaximum ?? 65535,
+      maximumPacketSize: props.maximumPacketSize ?? 0x10000000,
+      topicAliasMaximum: props.topicAliasMaximum ?? 0,
+      requestProblemInformation: props.requestProblemInformation ?? true,
+    };
+  }
+  ch.state = 'authenticating';
+
+  Promise.resolve(
+    ch.broker.hooks.authenticate({
+      clientId,
+      username: packet.username,
+      password: packet.password,
+      remoteAddress: ch.transport.remoteAddress,
+    }),
+  ).then(
+    (ok) => {
+      if (ch.state !== 'authenticating') return;
+      if (!ok) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      const opened = ch.broker.openSession(ch, {
+        clientId,
+        clean: packet.clean ?? true,
+        expiryInterval,
+        protocolVersion: version,
+        will,
+      });
+      opened.previousOwner?.takenOver();
+      ch.session = opened.session;
+      opened.durable.then(
+        () => {
+          if (ch.state !== 'authenticating') return;
+          if (version === 5) {
+            Object.assign(connackProps, {
+              receiveMaximum: options.receiveMaximum,
+              maximumPacketSize: options.maxPacketSize,
+              topicAliasMaximum: options.topicAliasMaximum,
+              retainAvailable: true,
+              wildcardSubscriptionAvailable: true,
+              subscriptionIdentifiersAvailable: true,
+              sharedSubscriptionAvailable: true,
+            } satisfies ConnackProperties);
+            if (assignedClientId) connackProps.assignedClientIdentifier = assignedClientId;
+          }
+          const connack: ConnackPacket = { cmd: 'connack', sessionPresent: opened.sessionPresent };
+          if (version === 5) {
+            connack.reasonCode = ReasonCode.Success;
+            connack.properties = connackProps;
+          } else connack.returnCode = 0;
+          ch.send(connack);
+          ch.connected();
+          ch.resumeSession();
+        },
+        (e: Error) => {
+          ch.broker.log.error({ clientId, err: e.message }, 'session could not be stored');
+          refuse(ch, ReasonCode.ServerUnavailable, 'session store unavailable');
+        },
+      );
+    },
+    (e: Error) => {
+      ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
+      refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
+    },
+  );
+}
+
+/** Answers CONNECT with a refusal and closes (MQTT-3.2.2-5: session present is 0). */
+function refuse(ch: Channel, reasonCode: number, reason: string): void {
+  ch.broker.stats.connectionsRefused++;
+  ch.broker.log.debug({ clientId: ch.clientId, reasonCode, reason }, 'connection refused');
+  if (ch.protocolVersion === 5) {
+    ch.send({ cmd: 'connack', sessionPresent: false, reasonCode, properties: { reasonString: reason } });
+  } else {
+    ch.send({ cmd: 'connack', sessionPresent: false, returnCode: connackCodeForV3(reasonCode) });
+  }
+  ch.close();
+}

@@ -1,0 +1,41 @@
+import type { PubackPacket, PubcompPacket, PubrecPacket } from '../../protocol/packets';
+import { ReasonCode } from '../../protocol/reason-codes';
+import type { Channel } from '../channel';
+
+// Acknowledgements from the client for deliveries we sent (QoS 1 and 2 outbound).
+
+export function handlePuback(ch: Channel, packet: PubackPacket): void {
+  const session = ch.session!;
+  const entry = session.outbound.inflight.get(packet.messageId!);
+  if (!entry || entry.qos !== 1) return; // unknown id: nothing to do (MQTT 5 §4.3.2)
+  ch.broker.finishDelivery(session, entry);
+  ch.pump();
+}
+
+export function handlePubrec(ch: Channel, packet: PubrecPacket): void {
+  const session = ch.session!;
+  const packetId = packet.messageId!;
+  const entry = session.outbound.inflight.get(packetId);
+  if (!entry || entry.qos !== 2) {
+    if (ch.protocolVersion === 5) {
+      ch.send({ cmd: 'pubrel', messageId: packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+    }
+    return;
+  }
+  if ((packet.reasonCode ?? 0) >= 0x80) {
+    // The client refused the message: the delivery is over (MQTT 5 §4.3.3).
+    ch.broker.finishDelivery(session, entry);
+    ch.pump();
+    return;
+  }
+  if (entry.state === 'queued') ch.broker.markReleased(session, entry);
+  ch.send({ cmd: 'pubrel', messageId: packetId });
+}
+
+export function handlePubcomp(ch: Channel, packet: PubcompPacket): void {
+  const session = ch.session!;
+  const entry = session.outbound.inflight.get(packet.messageId!);
+  if (!entry || entry.qos !== 2 || entry.state !== 'pubrec') return;
+  ch.broker.finishDelivery(session, entry);
+  ch.pump();
+}

@@ -1,0 +1,117 @@
+import { isUtf8 } from 'node:buffer';
+import type { PublishPacket, PublishProperties } from '../../protocol/packets';
+import { ReasonCode } from '../../protocol/reason-codes';
+import { topicNameError } from '../../protocol/topics';
+import type { Message, MessageProperties } from '../../store/types';
+import type { Channel } from '../channel';
+
+/** The properties that travel with a message; alias and subscription ids are per hop. */
+export function messageProperties(props: PublishProperties | MessageProperties): MessageProperties | undefined {
+  const out: MessageProperties = {};
+  if (props.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = props.payloadFormatIndicator;
+  if (props.contentType !== undefined) out.contentType = props.contentType;
+  if (props.responseTopic !== undefined) out.responseTopic = props.responseTopic;
+  if (props.correlationData !== undefined) out.correlationData = props.correlationData;
+  if (props.userProperties !== undefined) out.userProperties = props.userProperties;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+export function handlePublish(ch: Channel, packet: PublishPacket): void {
+  const session = ch.session!;
+  const v5 = ch.protocolVersion === 5;
+  const props = packet.properties;
+  let topic = packet.topic;
+
+  const alias = props?.topicAlias;
+  if (v5 && alias !== undefined) {
+    if (alias === 0 || alias > ch.options.topicAliasMaximum) {
+      return ch.close(ReasonCode.TopicAliasInvalid, `topic alias ${alias} is outside 1..${ch.options.topicAliasMaximum}`);
+    }
+    if (topic.length > 0) ch.inboundAliases.set(alias, topic);
+    else {
+      const known = ch.inboundAliases.get(alias);
+      if (known === undefined) return ch.close(ReasonCode.ProtocolError, `topic alias ${alias} is not set`);
+      topic = known;
+    }
+  }
+  const topicError = topicNameError(topic);
+  if (topicError) return ch.close(ReasonCode.TopicNameInvalid, topicError);
+  if (v5 && props?.responseTopic !== undefined && topicNameError(props.responseTopic)) {
+    return ch.close(ReasonCode.ProtocolError, 'response topic is not a valid topic name');
+  }
+
+  const qos = packet.qos;
+  const packetId = packet.messageId ?? 0;
+  if (qos > 0 && v5 && ch.inboundInflight >= ch.options.receiveMaximum) {
+    return ch.close(ReasonCode.ReceiveMaximumExceeded, `more than ${ch.options.receiveMaximum} QoS 1/2 publishes in flight`);
+  }
+  const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+
+  // QoS 2 duplicate: answer PUBREC again and do not forward (G2).
+  if (qos === 2 && session.inboundQos2.has(packetId)) {
+    const slot = ch.reserveReply();
+    const pending = ch.pendingQos2.get(packetId) ?? Promise.resolve();
+    pending.then(
+      () => ch.fill(slot, { cmd: 'pubrec', messageId: packetId }),
+      () => ch.fill(slot, null, true),
+    );
+    return;
+  }
+
+  let refusal: number | undefined;
+  if (v5 && props?.payloadFormatIndicator && !isUtf8(payload)) refusal = ReasonCode.PayloadFormatInvalid;
+  else if (!ch.broker.hooks.authorizePublish(ch.clientId, topic)) refusal = ReasonCode.NotAuthorized;
+  if (refusal !== undefined) {
+    // MQTT 3.1.1 has no way to say no: acknowledge and drop, as §3.3.5 allows.
+    if (qos === 1) ch.fill(ch.reserveReply(), { cmd: 'puback', messageId: packetId, reasonCode: v5 ? refusal : undefined });
+    if (qos === 2) ch.fill(ch.reserveReply(), { cmd: 'pubrec', messageId: packetId, reasonCode: v5 ? refusal : undefined });
+    return;
+  }
+
+  const now = Date.now();
+  const message: Message = {
+    topic,
+    payload,
+    qos,
+    retain: packet.retain,
+    properties: props ? messageProperties(props) : undefined,
+    expiresAt: props?.messageExpiryInterval !== undefined ? now + props.messageExpiryInterval * 1000 : undefined,
+    publisherId: ch.clientId,
+    createdAt: now,
+  };
+
+  if (qos === 0) {
+    void ch.broker.publish(message);
+    return;
+  }
+
+  const slot = ch.reserveReply();
+  ch.inboundInflight++;
+  const cmd = qos === 1 ? 'puback' : 'pubrec';
+  if (qos === 2) session.inboundQos2.set(packetId, false);
+  const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
+  if (qos === 2) ch.pendingQos2.set(packetId, stored);
+  stored.then(
+    () => {
+      if (qos === 1) ch.inboundInflight--;
+      else {
+        session.inboundQos2.set(packetId, true);
+        ch.pendingQos2.delete(packetId);
+      }
+      ch.fill(slot, { cmd, messageId: packetId });
+    },
+    (e: Error) => {
+      // Never acknowledge what was not stored (G1): MQTT 5 gets an error code, 3.1.1 a close so it re-sends.
+      ch.inboundInflight--;
+      if (qos === 2) {
+        session.inboundQos2.delete(packetId);
+        ch.pendingQos2.delete(packetId);
+      }
+      ch.broker.log.warn({ clientId: ch.clientId, topic, err: e.message }, 'publish not stored');
+      if (v5) {
+        const properties = ch.client.requestProblemInformation ? { reasonString: 'message could not be stored' } : undefined;
+        ch.fill(slot, { cmd, messageId: packetId, reasonCode: ReasonCode.UnspecifiedError, properties });
+      } else ch.fill(slot, null, true);
+    },
+  );
+}

@@ -1,0 +1,25 @@
+import type { PubrelPacket } from '../../protocol/packets';
+import { ReasonCode } from '../../protocol/reason-codes';
+import type { Channel } from '../channel';
+
+/** PUBREL releases a received QoS 2 packet id; PUBCOMP waits until the release is durable. */
+export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
+  const session = ch.session!;
+  const packetId = packet.messageId!;
+  const slot = ch.reserveReply();
+  if (!session.inboundQos2.has(packetId)) {
+    const reasonCode = ch.protocolVersion === 5 ? ReasonCode.PacketIdentifierNotFound : undefined;
+    ch.fill(slot, { cmd: 'pubcomp', messageId: packetId, reasonCode });
+    return;
+  }
+  const pending = ch.pendingQos2.get(packetId) ?? Promise.resolve();
+  pending
+    .then(() => ch.broker.releaseInbound(session, packetId))
+    .then(
+      () => {
+        ch.inboundInflight--;
+        ch.fill(slot, { cmd: 'pubcomp', messageId: packetId });
+      },
+      () => ch.fill(slot, null, true), // the id stays reserved; the client re-sends PUBREL on reconnect
+    );
+}

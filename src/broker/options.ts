@@ -1,0 +1,103 @@
+/** Everything the broker core can be tuned by; ops/config fills it from the user's configuration. */
+export interface BrokerOptions {
+  /** Largest packet accepted, and announced in CONNACK (bytes). */
+  maxPacketSize: number;
+  /** How many QoS 1/2 PUBLISHes a client may have unacknowledged towards us (MQTT 5 Receive Maximum). */
+  receiveMaximum: number;
+  /** Upper bound on QoS 1/2 deliveries in flight to one client, whatever its Receive Maximum. */
+  maxInflight: number;
+  /** Topic aliases accepted from a client, and used towards a client at most. */
+  topicAliasMaximum: number;
+  /** Largest keep alive granted (seconds); 0 for no limit. A larger request gets Server Keep Alive. */
+  maxKeepAlive: number;
+  /** A connection that sends no CONNECT within this time is closed (ms). */
+  connectTimeoutMs: number;
+  /** Maximum session expiry interval granted to MQTT 5 clients (seconds). */
+  maxSessionExpiryInterval: number;
+  /** Session expiry for MQTT 3.x clients with clean session = 0 (seconds; 4294967295 = never). */
+  mqtt3SessionExpiryInterval: number;
+  /** Bytes a connection may have waiting in its socket before deliveries to it pause. */
+  maxWriteBuffer: number;
+  /** Messages a session may have waiting (not yet sent) before the overflow policy applies. */
+  maxQueuedMessages: number;
+  /** Payload bytes a session may have waiting before the overflow policy applies. */
+  maxQueuedBytes: number;
+  queueOverflow: 'drop-oldest' | 'drop-new';
+  /** Whether QoS 0 messages are queued for offline persistent sessions. */
+  queueQos0Offline: boolean;
+  /** How many times a failed store commit is retried before the publish is refused. */
+  publishMaxRetries: number;
+  publishRetryBaseMs: number;
+  publishRetryMaxMs: number;
+}
+
+export const defaultBrokerOptions: BrokerOptions = {
+  maxPacketSize: 1024 * 1024,
+  receiveMaximum: 1024,
+  maxInflight: 256,
+  topicAliasMaximum: 64,
+  maxKeepAlive: 0,
+  connectTimeoutMs: 10_000,
+  maxSessionExpiryInterval: 0xffffffff,
+  mqtt3SessionExpiryInterval: 0xffffffff,
+  maxWriteBuffer: 1024 * 1024,
+  maxQueuedMessages: 10_000,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  queueOverflow: 'drop-oldest',
+  queueQos0Offline: false,
+  publishMaxRetries: 5,
+  publishRetryBaseMs: 50,
+  publishRetryMaxMs: 2000,
+};
+
+export interface Logger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+export interface AuthRequest {
+  clientId: string;
+  username?: string;
+  password?: Buffer;
+  remoteAddress: string;
+}
+
+/** Extension points; every default allows. */
+export interface BrokerHooks {
+  authenticate(req: AuthRequest): boolean | Promise<boolean>;
+  authorizePublish(clientId: string, topic: string): boolean;
+  authorizeSubscribe(clientId: string, filter: string): boolean;
+}
+
+export const allowAll: BrokerHooks = {
+  authenticate: () => true,
+  authorizePublish: () => true,
+  authorizeSubscribe: () => true,
+};
+
+/** Counters the broker keeps; ops/metrics exports them. */
+export class BrokerStats {
+  connections = 0;
+  connectionsTotal = 0;
+  connectionsRefused = 0;
+  messagesReceived = 0;
+  messagesSent = 0;
+  messagesDroppedQueueFull = 0;
+  messagesDroppedExpired = 0;
+  messagesDroppedTooLarge = 0;
+  messagesDroppedOfflineQos0 = 0;
+  publishStoreFailures = 0;
+  storeRetries = 0;
+  malformedPackets = 0;
+  willsPublished = 0;
+  sessionsExpired = 0;
+}

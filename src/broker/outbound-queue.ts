@@ -1,0 +1,103 @@
+import type { QueueEntryRecord } from '../store/types';
+
+/** A delivery on its way to one session. */
+export interface OutboundEntry extends QueueEntryRecord {
+  /** False until the store has committed the publish that made this entry. */
+  ready: boolean;
+  /** A PUBLISH for it went out (or may have, before a restart): re-sends carry DUP=1. */
+  sent: boolean;
+  done: boolean;
+  bytes: number;
+}
+
+/** Packet ids are derived from the delivery sequence, so they are the same after a crash (G4). */
+export function packetIdOf(seq: number): number {
+  return ((seq - 1) % 65535) + 1;
+}
+
+/**
+ * The per-session outbound queue, in delivery-sequence order.
+ * Entries before `cursor` have been sent; the sent-and-unfinished ones are `inflight`.
+ */
+export class OutboundQueue {
+  private entries: OutboundEntry[] = [];
+  private head = 0;
+  private cursor = 0;
+  readonly inflight = new Map<number, OutboundEntry>();
+  /** Entries not yet sent, and their payload bytes: the "offline queue" that limits bound. */
+  pendingCount = 0;
+  pendingBytes = 0;
+
+  get length(): number {
+    return this.entries.length - this.head;
+  }
+
+  push(entry: OutboundEntry): void {
+    this.entries.push(entry);
+    if (entry.sent) {
+      // Only entries restored after a restart arrive already sent; they form a prefix.
+      this.cursor = this.entries.length;
+      if (entry.qos > 0) this.inflight.set(packetIdOf(entry.seq), entry);
+    } else {
+      this.pendingCount++;
+      this.pendingBytes += entry.bytes;
+    }
+  }
+
+  /** The next entry to send, if it is ready: order never skips an entry still being committed. */
+  peekUnsent(): OutboundEntry | undefined {
+    while (this.cursor < this.entries.length && this.entries[this.cursor].done) this.cursor++;
+    const entry = this.entries[this.cursor];
+    return entry && entry.ready ? entry : undefined;
+  }
+
+  markSent(entry: OutboundEntry, packetId: number): void {
+    entry.sent = true;
+    this.cursor++;
+    this.pendingCount--;
+    this.pendingBytes -= entry.bytes;
+    if (entry.qos > 0) this.inflight.set(packetId, entry);
+    else this.finish(entry);
+  }
+
+  /** Marks an entry finished (acked, dropped or moved) and releases its place. */
+  finish(entry: OutboundEntry): void {
+    if (entry.done) return;
+    entry.done = true;
+    if (!entry.sent) {
+      this.pendingCount--;
+      this.pendingBytes -= entry.bytes;
+    } else if (entry.qos > 0) {
+      this.inflight.delete(packetIdOf(entry.seq));
+    }
+    this.compact();
+  }
+
+  /** The oldest entry not yet sent: the one the drop-oldest policy removes. */
+  oldestUnsent(): OutboundEntry | undefined {
+    for (let i = this.cursor; i < this.entries.length; i++) {
+      const e = this.entries[i];
+      if (!e.done && !e.sent) return e;
+    }
+    return undefined;
+  }
+
+  /** Sent, unfinished entries in sequence order: what a reconnect re-sends. */
+  sentUnfinished(): OutboundEntry[] {
+    return [...this.inflight.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  unfinished(): OutboundEntry[] {
+    return this.entries.slice(this.head).filter((e) => !e.done);
+  }
+
+  private compact(): void {
+    while (this.head < this.entries.length && this.entries[this.head].done) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.cursor -= this.head;
+      this.head = 0;
+    }
+    if (this.cursor < this.head) this.cursor = this.head;
+  }
+}

@@ -1,0 +1,71 @@
+import type { ProtocolVersion } from '../protocol/packets';
+import type { SessionRecord, StoredSubscription, StoredWill } from '../store/types';
+import { OutboundQueue } from './outbound-queue';
+
+/** Session expiry value meaning "never expires" (MQTT 5 §3.1.2.11.2). */
+export const NEVER_EXPIRES = 0xffffffff;
+
+/** The minimal view of a connection that a session needs to hand deliveries over. */
+export interface SessionOwner {
+  /** Sends what the session has ready, within the client's flow-control window. */
+  pump(): void;
+  /** Another connection took the session over: close this one (MQTT 5: DISCONNECT 0x8E). */
+  takenOver(): void;
+}
+
+/**
+ * The state MQTT keeps per client id across connections: subscriptions, the outbound
+ * queue with in-flight deliveries, and received QoS 2 packet ids.
+ */
+export class Session {
+  readonly subscriptions = new Map<string, StoredSubscription>();
+  readonly outbound = new OutboundQueue();
+  /** QoS 2 packet ids received and not yet released by PUBREL: the value says whether the record is durable. */
+  readonly inboundQos2 = new Map<number, boolean>();
+  owner: SessionOwner | null = null;
+  will: StoredWill | undefined;
+  disconnectedAt: number | undefined;
+  nextSeq = 1;
+  /** The will timer armed after an ungraceful disconnect. */
+  willTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly clientId: string,
+    public protocolVersion: ProtocolVersion,
+    public expiryInterval: number,
+  ) {}
+
+  /** A session that must outlive its connection lives in the store. */
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
+  }
+
+  /** Whether the store holds a record of this session (persistent, or holding a will to survive a crash). */
+  get stored(): boolean {
+    return this.persistent || this.will !== undefined;
+  }
+
+  get online(): boolean {
+    return this.owner !== null;
+  }
+
+  expiresAt(): number | undefined {
+    if (this.disconnectedAt === undefined || this.expiryInterval === NEVER_EXPIRES) return undefined;
+    return this.disconnectedAt + this.expiryInterval * 1000;
+  }
+
+  allocateSeq(): number {
+    return this.nextSeq++;
+  }
+
+  toRecord(): SessionRecord {
+    return {
+      clientId: this.clientId,
+      protocolVersion: this.protocolVersion,
+      expiryInterval: this.expiryInterval,
+      subscriptions: [...this.subscriptions.values()],
+      will: this.will,
+      disconnectedAt: this.disconnectedAt,
+    };
+  }
+}

@@ -1,0 +1,55 @@
+import type http from 'node:http';
+import { Broker } from './broker/broker';
+import { allowAll, type BrokerHooks, type Logger } from './broker/options';
+import { adminPort, startAdminServer } from './ops/admin';
+import type { Config } from './ops/config';
+import { LmdbStore } from './store/lmdb-store';
+import { MemoryStore } from './store/memory-store';
+import type { Store } from './store/types';
+import { Listeners } from './transport/listeners';
+
+export { loadConfig, defaultConfig, type Config } from './ops/config';
+export type { Store } from './store/types';
+
+export interface RunningBroker {
+  broker: Broker;
+  port: number;
+  wsPort: number;
+  adminPort: number;
+  stop(): Promise<void>;
+}
+
+/** The composition root: the one place that chooses the store. */
+export function createStore(config: Config): Store {
+  if (config.store === 'memory') return new MemoryStore();
+  return new LmdbStore({ dataDir: config.dataDir, durability: config.durability, mapSize: config.lmdbMapSize });
+}
+
+export async function startBroker(
+  config: Config,
+  log: Logger,
+  options: { store?: Store; hooks?: BrokerHooks } = {},
+): Promise<RunningBroker> {
+  const store = options.store ?? createStore(config);
+  const broker = new Broker(store, config, options.hooks ?? allowAll, log);
+  await broker.start();
+  const listeners = new Listeners(broker, config);
+  const ports = await listeners.start();
+  let admin: http.Server | undefined;
+  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort);
+  let stopping: Promise<void> | undefined;
+  return {
+    broker,
+    ...ports,
+    adminPort: admin ? adminPort(admin) : 0,
+    stop() {
+      stopping ??= (async () => {
+        await listeners.stop();
+        admin?.close();
+        await broker.stop();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}

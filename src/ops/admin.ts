@@ -1,0 +1,65 @@
+import http from 'node:http';
+import type net from 'node:net';
+import { Registry, Gauge, Counter } from 'prom-client';
+import type { Broker } from '../broker/broker';
+
+/** Prometheus metrics read from the broker's counters at scrape time. */
+export function createMetrics(broker: Broker): Registry {
+  const registry = new Registry();
+  const s = broker.stats;
+  new Gauge({ name: 'iotbridge_connections', help: 'Open connections', registers: [registry], collect() { this.set(s.connections); } });
+  new Gauge({ name: 'iotbridge_sessions', help: 'Sessions, online and offline', registers: [registry], collect() { this.set(broker.sessions.size); } });
+  new Gauge({ name: 'iotbridge_subscriptions', help: 'Subscriptions in the router', registers: [registry], collect() { this.set(broker.router.size); } });
+  new Gauge({ name: 'iotbridge_retained_messages', help: 'Retained messages', registers: [registry], collect() { this.set(broker.retained.size); } });
+  const counter = (name: string, help: string, read: () => number) =>
+    new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  counter('iotbridge_connections_total', 'CONNECT packets handled', () => s.connectionsTotal);
+  counter('iotbridge_connections_refused_total', 'CONNECTs refused', () => s.connectionsRefused);
+  counter('iotbridge_messages_received_total', 'PUBLISHes routed (including wills)', () => s.messagesReceived);
+  counter('iotbridge_messages_sent_total', 'PUBLISHes delivered to clients', () => s.messagesSent);
+  counter('iotbridge_malformed_packets_total', 'Connections closed for malformed or oversize packets', () => s.malformedPackets);
+  counter('iotbridge_wills_published_total', 'Wills published', () => s.willsPublished);
+  counter('iotbridge_sessions_expired_total', 'Sessions removed by expiry', () => s.sessionsExpired);
+  counter('iotbridge_store_retries_total', 'Store commits retried', () => s.storeRetries);
+  counter('iotbridge_publish_store_failures_total', 'Publishes refused after the store retries were spent', () => s.publishStoreFailures);
+  const dropped = new Counter({
+    name: 'iotbridge_messages_dropped_total',
+    help: 'Deliveries dropped, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ reason: 'queue_full' }, s.messagesDroppedQueueFull);
+      this.inc({ reason: 'expired' }, s.messagesDroppedExpired);
+      this.inc({ reason: 'too_large' }, s.messagesDroppedTooLarge);
+      this.inc({ reason: 'offline_qos0' }, s.messagesDroppedOfflineQos0);
+    },
+  });
+  void dropped;
+  return registry;
+}
+
+export async function startAdminServer(broker: Broker, host: string, port: number): Promise<http.Server> {
+  const registry = createMetrics(broker);
+  const server = http.createServer((req, res) => {
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        (e: Error) => res.writeHead(500).end(e.message),
+      );
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', store: broker.store.kind }));
+    } else {
+      res.writeHead(404).end('try /metrics or /healthz\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+export function adminPort(server: http.Server): number {
+  return (server.address() as net.AddressInfo).port;
+}

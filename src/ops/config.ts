@@ -1,0 +1,173 @@
+import fs from 'node:fs';
+import { type BrokerOptions, defaultBrokerOptions } from '../broker/options';
+
+/** The whole configuration: where to listen, which store, and the broker core's options. */
+export interface Config extends BrokerOptions {
+  host: string;
+  port: number;
+  /** WebSocket listener port (MQTT over WebSocket on path /mqtt); 0 turns it off. */
+  wsPort: number;
+  /** Admin HTTP port serving /metrics and /healthz; 0 turns it off. */
+  adminPort: number;
+  maxConnections: number;
+  store: 'lmdb' | 'memory';
+  dataDir: string;
+  durability: 'strict' | 'relaxed';
+  /** Upper bound of the LMDB memory map (bytes). */
+  lmdbMapSize: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+type Kind = 'int' | 'string' | 'enum' | 'bool';
+
+export interface OptionSpec {
+  key: keyof Config;
+  kind: Kind;
+  doc: string;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+}
+
+const U32 = 0xffffffff;
+
+/** Every option, with its validation and documentation. docs/configuration.md mirrors this table (a test checks it). */
+export const optionSpecs: OptionSpec[] = [
+  { key: 'host', kind: 'string', doc: 'Address the MQTT listeners bind to.' },
+  { key: 'port', kind: 'int', min: 0, max: 65535, doc: 'MQTT over TCP port (0 picks a free port).' },
+  { key: 'wsPort', kind: 'int', min: 0, max: 65535, doc: 'MQTT over WebSocket port, path `/mqtt`; 0 disables it.' },
+  { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
+  { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
+  { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
+  { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
+  { key: 'durability', kind: 'enum', values: ['strict', 'relaxed'], doc: '`strict`: acknowledge after fsync (survives power loss). `relaxed`: acknowledge after the commit reaches the OS (survives kill -9 of the broker, not a power cut).' },
+  { key: 'lmdbMapSize', kind: 'int', min: 1 << 20, max: 2 ** 45, doc: 'Largest size the embedded store may grow to, bytes.' },
+  { key: 'logLevel', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (pino, JSON lines on stdout).' },
+  { key: 'maxPacketSize', kind: 'int', min: 64, max: 268435455, doc: 'Largest MQTT packet accepted, bytes; announced in CONNACK. Larger packets are refused from their fixed header, before buffering (MQTT 5: DISCONNECT 0x95).' },
+  { key: 'receiveMaximum', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 PUBLISHes an MQTT 5 client may have unacknowledged towards the broker; more gets DISCONNECT 0x93.' },
+  { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
+  { key: 'topicAliasMaximum', kind: 'int', min: 0, max: 65535, doc: 'Topic aliases accepted from a client, and used towards a client at most.' },
+  { key: 'maxKeepAlive', kind: 'int', min: 0, max: 65535, doc: 'Largest keep alive granted to MQTT 5 clients, seconds (0: no limit); larger requests get Server Keep Alive.' },
+  { key: 'connectTimeoutMs', kind: 'int', min: 100, max: 600_000, doc: 'A connection without CONNECT after this many ms is closed.' },
+  { key: 'maxSessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Cap on the session expiry interval of MQTT 5 clients, seconds.' },
+  { key: 'mqtt3SessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Session expiry of MQTT 3.x sessions with clean session 0, seconds (4294967295: never).' },
+  { key: 'maxWriteBuffer', kind: 'int', min: 1024, max: 1 << 30, doc: 'Bytes waiting in a socket before deliveries to it pause (slow consumers).' },
+  { key: 'maxQueuedMessages', kind: 'int', min: 1, max: 10_000_000, doc: 'Messages a session may have waiting to be sent before `queueOverflow` applies.' },
+  { key: 'maxQueuedBytes', kind: 'int', min: 1024, max: 2 ** 40, doc: 'Payload bytes a session may have waiting before `queueOverflow` applies.' },
+  { key: 'queueOverflow', kind: 'enum', values: ['drop-oldest', 'drop-new'], doc: 'What a full session queue drops: its oldest unsent message, or the new one. Drops are logged (rate-limited) and counted in `iotbridge_messages_dropped_total{reason="queue_full"}`.' },
+  { key: 'queueQos0Offline', kind: 'bool', doc: 'Queue QoS 0 messages for offline persistent sessions.' },
+  { key: 'publishMaxRetries', kind: 'int', min: 0, max: 100, doc: 'Retries of a failed store commit before a publish is refused (MQTT 5: PUBACK/PUBREC 0x80; 3.1.1: the connection is closed so the client re-sends).' },
+  { key: 'publishRetryBaseMs', kind: 'int', min: 1, max: 60_000, doc: 'First retry delay, doubled on each retry.' },
+  { key: 'publishRetryMaxMs', kind: 'int', min: 1, max: 600_000, doc: 'Largest retry delay.' },
+];
+
+export const defaultConfig: Config = {
+  ...defaultBrokerOptions,
+  host: '0.0.0.0',
+  port: 1883,
+  wsPort: 0,
+  adminPort: 0,
+  maxConnections: 100_000,
+  store: 'lmdb',
+  dataDir: './data',
+  durability: 'strict',
+  lmdbMapSize: 8 * 1024 ** 3,
+  logLevel: 'info',
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `maxPacketSize` → `IOT_BRIDGE_MAX_PACKET_SIZE` */
+export function envName(key: string): string {
+  return `IOT_BRIDGE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/** `maxPacketSize` → `--max-packet-size` */
+export function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
+  const where = `${spec.key} (from ${source})`;
+  switch (spec.kind) {
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      if (!Number.isInteger(n)) throw new ConfigError(`${where} must be an integer, got ${JSON.stringify(raw)}`);
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        throw new ConfigError(`${where} must be between ${spec.min} and ${spec.max}, got ${n}`);
+      }
+      return n;
+    }
+    case 'bool':
+      if (raw === true || raw === 'true' || raw === '1') return true;
+      if (raw === false || raw === 'false' || raw === '0') return false;
+      throw new ConfigError(`${where} must be true or false, got ${JSON.stringify(raw)}`);
+    case 'enum':
+      if (typeof raw !== 'string' || !spec.values!.includes(raw)) {
+        throw new ConfigError(`${where} must be one of ${spec.values!.join(', ')}, got ${JSON.stringify(raw)}`);
+      }
+      return raw as Config[keyof Config];
+    case 'string':
+      if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${where} must be a non-empty string`);
+      return raw;
+  }
+}
+
+/**
+ * Builds the configuration: defaults, then the JSON file given by --config, then
+ * IOT_BRIDGE_* environment variables, then command-line flags. Unknown keys are errors.
+ */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const config: Config = { ...defaultConfig };
+  const set = (spec: OptionSpec, raw: unknown, source: string) => {
+    (config as unknown as Record<string, unknown>)[spec.key] = coerce(spec, raw, source);
+  };
+  const byKey = new Map(optionSpecs.map((s) => [s.key as string, s]));
+  const byFlag = new Map(optionSpecs.map((s) => [flagName(s.key), s]));
+
+  const flags: [string, string][] = [];
+  let configFile = env.IOT_BRIDGE_CONFIG;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${arg}`);
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : argv[i + 1];
+    if (eq < 0) i++;
+    if (value === undefined) throw new ConfigError(`${name} needs a value`);
+    if (name === '--config') configFile = value;
+    else if (byFlag.has(name)) flags.push([name, value]);
+    else throw new ConfigError(`unknown option ${name} (see docs/configuration.md)`);
+  }
+
+  if (configFile) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${configFile}: ${(e as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${configFile} must hold a JSON object`);
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      const spec = byKey.get(key);
+      if (!spec) throw new ConfigError(`unknown option "${key}" in ${configFile} (see docs/configuration.md)`);
+      set(spec, value, configFile);
+    }
+  }
+  for (const spec of optionSpecs) {
+    const value = env[envName(spec.key)];
+    if (value !== undefined) set(spec, value, envName(spec.key));
+  }
+  for (const [name, value] of flags) set(byFlag.get(name)!, value, name);
+  if (config.publishRetryMaxMs < config.publishRetryBaseMs) {
+    throw new ConfigError('publishRetryMaxMs must not be smaller than publishRetryBaseMs');
+  }
+  return config;
+}

@@ -1,0 +1,3 @@
+export * from './types';
+export { MemoryStore } from './memory-store';
+export { LmdbStore, type Durability, type LmdbStoreOptions } from './lmdb-store';

@@ -1,0 +1,203 @@
+import fs from 'node:fs';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type {
+  DeliveryState,
+  LoadedSession,
+  LoadedState,
+  Message,
+  QueueEntryRecord,
+  SessionRecord,
+  Store,
+  StoreOp,
+} from './types';
+import { StoreError } from './types';
+
+export type Durability = 'strict' | 'relaxed';
+
+export interface LmdbStoreOptions {
+  dataDir: string;
+  /**
+   * strict: a commit resolves once LMDB has fsynced it (survives power loss).
+   * relaxed: a commit resolves once it is in the OS page cache (survives kill -9, not power loss).
+   */
+  durability: Durability;
+  /** Upper bound of the memory map, bytes. */
+  mapSize: number;
+}
+
+/** A queue entry as stored: the message is referenced by id, shared by every session it was queued for. */
+interface StoredQueueEntry {
+  seq: number;
+  messageId: number;
+  qos: 0 | 1 | 2;
+  subscriptionIds: number[];
+  retainAsPublished: boolean;
+  state: DeliveryState;
+  shareGroup?: string;
+}
+
+type SeqKey = [string, number];
+const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+
+/**
+ * The embedded durable store: one LMDB environment under the data directory.
+ * LMDB batches every commit issued in one event turn into one transaction (group commit),
+ * so a burst of publishes costs one fsync.
+ */
+export class LmdbStore implements Store {
+  readonly kind = 'lmdb';
+  private readonly root: RootDatabase;
+  private readonly sessions: Database<SessionRecord, string>;
+  private readonly queue: Database<StoredQueueEntry, SeqKey>;
+  private readonly messages: Database<Message, number>;
+  private readonly refCounts: Database<number, number>;
+  private readonly inbound: Database<number, SeqKey>;
+  private readonly retained: Database<Message, string>;
+  private readonly messageIds = new WeakMap<Message, number>();
+  private nextMessageId = 1;
+  private closed = false;
+
+  constructor(private readonly options: LmdbStoreOptions) {
+    fs.mkdirSync(options.dataDir, { recursive: true });
+    this.root = open({
+      path: `${options.dataDir}/broker.lmdb`,
+      noSync: options.durability === 'relaxed',
+      mapSize: options.mapSize,
+      maxDbs: 8,
+    });
+    this.sessions = this.root.openDB({ name: 'sessions' });
+    this.queue = this.root.openDB({ name: 'queue' });
+    this.messages = this.root.openDB({ name: 'messages' });
+    this.refCounts = this.root.openDB({ name: 'refcounts' });
+    this.inbound = this.root.openDB({ name: 'inbound-qos2' });
+    this.retained = this.root.openDB({ name: 'retained' });
+    for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
+  }
+
+  async load(): Promise<LoadedState> {
+    const byId = new Map<number, Message>();
+    const messageFor = (id: number): Message | undefined => {
+      let message = byId.get(id);
+      if (!message) {
+        message = this.messages.get(id);
+        if (!message) return undefined;
+        byId.set(id, message);
+        this.messageIds.set(message, id);
+      }
+      return message;
+    };
+    const sessions: LoadedSession[] = [];
+    for (const { value: record } of this.sessions.getRange()) {
+      const queue: QueueEntryRecord[] = [];
+      for (const { value } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
+        const message = messageFor(value.messageId);
+        if (!message) continue; // dangling reference: the message was already released
+        const { messageId: _unused, ...rest } = value;
+        queue.push({ ...rest, message });
+      }
+      const inboundQos2: number[] = [];
+      for (const key of this.inbound.getKeys({ start: [record.clientId, 0], end: [record.clientId, 65536] })) {
+        inboundQos2.push(key[1]);
+      }
+      sessions.push({ record, queue, inboundQos2 });
+    }
+    const retained = [...this.retained.getRange()].map((e) => e.value);
+    return { sessions, retained };
+  }
+
+  async commit(ops: StoreOp[]): Promise<void> {
+    if (this.closed) throw new StoreError('closed', 'store is closed');
+    try {
+      await this.root.transaction(() => {
+        for (const op of ops) this.apply(op);
+      });
+      if (this.options.durability === 'strict') await this.root.flushed;
+    } catch (e) {
+      throw new StoreError('unavailable', `LMDB commit failed: ${(e as Error).message}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.root.flushed;
+    await this.root.close();
+  }
+
+  /** Runs inside the write transaction: reads see this transaction's writes. */
+  private apply(op: StoreOp): void {
+    switch (op.op) {
+      case 'putSession':
+        void this.sessions.put(op.record.clientId, op.record);
+        return;
+      case 'deleteSession':
+        this.deleteSession(op.clientId);
+        return;
+      case 'enqueue': {
+        const { message, ...rest } = op.entry;
+        const messageId = this.retain(message);
+        void this.queue.put([op.clientId, op.entry.seq], { ...rest, messageId });
+        return;
+      }
+      case 'setDeliveryState': {
+        const entry = this.queue.get([op.clientId, op.seq]);
+        if (entry) void this.queue.put([op.clientId, op.seq], { ...entry, state: op.state });
+        return;
+      }
+      case 'dequeue':
+        this.dequeue([op.clientId, op.seq]);
+        return;
+      case 'putInboundQos2':
+        void this.inbound.put([op.clientId, op.packetId], 1);
+        return;
+      case 'deleteInboundQos2':
+        void this.inbound.remove([op.clientId, op.packetId]);
+        return;
+      case 'putRetained':
+        void this.retained.put(op.message.topic, op.message);
+        return;
+      case 'deleteRetained':
+        void this.retained.remove(op.topic);
+        return;
+    }
+  }
+
+  /** Stores the message once and counts one more reference to it. */
+  private retain(message: Message): number {
+    let id = this.messageIds.get(message);
+    if (id === undefined || this.messages.get(id) === undefined) {
+      id = id ?? this.nextMessageId++;
+      this.messageIds.set(message, id);
+      void this.messages.put(id, message);
+      void this.refCounts.put(id, 1);
+      return id;
+    }
+    void this.refCounts.put(id, (this.refCounts.get(id) ?? 0) + 1);
+    return id;
+  }
+
+  private release(messageId: number): void {
+    const count = (this.refCounts.get(messageId) ?? 1) - 1;
+    if (count > 0) {
+      void this.refCounts.put(messageId, count);
+    } else {
+      void this.refCounts.remove(messageId);
+      void this.messages.remove(messageId);
+    }
+  }
+
+  private dequeue(key: SeqKey): void {
+    const entry = this.queue.get(key);
+    if (!entry) return;
+    void this.queue.remove(key);
+    this.release(entry.messageId);
+  }
+
+  private deleteSession(clientId: string): void {
+    for (const key of [...this.queue.getKeys({ start: [clientId, 0], end: [clientId, MAX_SEQ] })]) this.dequeue(key);
+    for (const key of [...this.inbound.getKeys({ start: [clientId, 0], end: [clientId, 65536] })]) {
+      void this.inbound.remove(key);
+    }
+    void this.sessions.remove(clientId);
+  }
+}

@@ -1,0 +1,150 @@
+import http from 'node:http';
+import net from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Broker } from '../broker/broker';
+import { Channel, type Transport } from '../broker/channel';
+
+/** How long a closing socket may take to flush before it is destroyed. */
+const CLOSE_FLUSH_MS = 2000;
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  wsPort: number;
+  maxConnections: number;
+}
+
+/**
+ * Accepts TCP and WebSocket connections and binds each to a Channel. Writes made in one
+ * event-loop turn are corked into one syscall; a socket that is over its write budget
+ * pauses deliveries until it drains.
+ */
+export class Listeners {
+  private readonly channels = new Set<Channel>();
+  private tcp: net.Server | undefined;
+  private ws: WebSocketServer | undefined;
+  private wsHttp: http.Server | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly options: ListenerOptions,
+  ) {}
+
+  get connectionCount(): number {
+    return this.channels.size;
+  }
+
+  async start(): Promise<{ port: number; wsPort: number }> {
+    this.tcp = net.createServer({ noDelay: true }, (socket) => this.acceptTcp(socket));
+    this.tcp.maxConnections = this.options.maxConnections + 1000; // past this the kernel socket is dropped outright
+    await listen(this.tcp, this.options.port, this.options.host);
+    const port = (this.tcp.address() as net.AddressInfo).port;
+    let wsPort = 0;
+    if (this.options.wsPort > 0) {
+      this.wsHttp = http.createServer((_req, res) => res.writeHead(426).end('MQTT over WebSocket: connect to /mqtt\n'));
+      this.ws = new WebSocketServer({ server: this.wsHttp, path: '/mqtt', handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) });
+      this.ws.on('connection', (socket, req) => this.acceptWs(socket, req.socket.remoteAddress ?? ''));
+      await listen(this.wsHttp, this.options.wsPort, this.options.host);
+      wsPort = (this.wsHttp.address() as net.AddressInfo).port;
+    }
+    this.ticker = setInterval(() => {
+      const now = Date.now();
+      for (const channel of this.channels) channel.tick(now);
+    }, 1000);
+    this.ticker.unref();
+    return { port, wsPort };
+  }
+
+  /** Stops accepting, then closes every connection (MQTT 5 clients get DISCONNECT 0x8B). */
+  async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    const closed = [this.tcp && closeServer(this.tcp), this.wsHttp && closeServer(this.wsHttp)];
+    this.ws?.close();
+    for (const channel of [...this.channels]) channel.close(0x8b, 'server shutting down');
+    await Promise.all(closed);
+  }
+
+  private register(channel: Channel): void {
+    this.channels.add(channel);
+    this.broker.stats.connections = this.channels.size;
+  }
+
+  private unregister(channel: Channel): void {
+    this.channels.delete(channel);
+    this.broker.stats.connections = this.channels.size;
+  }
+
+  private acceptTcp(socket: net.Socket): void {
+    let corked = false;
+    let closing = false;
+    const transport: Transport = {
+      write(data) {
+        if (!corked) {
+          corked = true;
+          socket.cork();
+          process.nextTick(() => {
+            corked = false;
+            socket.uncork();
+          });
+        }
+        socket.write(data);
+      },
+      close() {
+        if (closing) return;
+        closing = true;
+        socket.end();
+        setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS).unref();
+      },
+      get bufferedBytes() {
+        return socket.writableLength;
+      },
+      remoteAddress: `${socket.remoteAddress}:${socket.remotePort}`,
+    };
+    const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
+    this.register(channel);
+    socket.on('data', (chunk: Buffer) => channel.receive(chunk));
+    socket.on('drain', () => channel.drained());
+    socket.on('error', () => undefined); // 'close' follows and ends the channel
+    socket.on('close', () => {
+      this.unregister(channel);
+      channel.transportClosed();
+    });
+  }
+
+  private acceptWs(socket: WebSocket, remoteAddress: string): void {
+    const transport: Transport = {
+      write: (data) => socket.send(data),
+      close: () => {
+        socket.close();
+        setTimeout(() => socket.terminate(), CLOSE_FLUSH_MS).unref();
+      },
+      get bufferedBytes() {
+        return socket.bufferedAmount;
+      },
+      remoteAddress,
+    };
+    const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
+    this.register(channel);
+    socket.on('message', (data: Buffer) => channel.receive(data));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.unregister(channel);
+      channel.transportClosed();
+    });
+  }
+}
+
+function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server | http.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
