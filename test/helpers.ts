@@ -1,0 +1,140 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import mqtt, { type IClientOptions, type MqttClient, type IPublishPacket } from 'mqtt';
+import { startBroker, type RunningBroker } from '../src/index';
+import { defaultConfig, type Config } from '../src/ops/config';
+import { silentLogger, type BrokerHooks } from '../src/broker/options';
+import type { Store } from '../src/store/types';
+
+export function tempDir(prefix = 'iotb-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Starts an in-process broker on a free port (port 0). */
+export async function startTestBroker(
+  overrides: Partial<Config> = {},
+  extra: { store?: Store; hooks?: BrokerHooks } = {},
+): Promise<RunningBroker & { config: Config }> {
+  const config: Config = {
+    ...defaultConfig,
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: overrides.dataDir ?? tempDir(),
+    durability: 'relaxed',
+    logLevel: 'silent',
+    ...overrides,
+  };
+  const running = await startBroker(config, silentLogger, extra);
+  return { ...running, config };
+}
+
+/** Connects an mqtt.js client and waits for CONNACK. Reconnect is off unless asked for. */
+export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const onError = (e: Error) => {
+      client.end(true);
+      reject(e);
+    };
+    client.once('error', onError);
+    client.once('connect', () => {
+      client.off('error', onError);
+      resolve(client);
+    });
+    client.once('close', () => reject(new Error('closed before CONNACK')));
+  });
+}
+
+export interface Received {
+  topic: string;
+  payload: Buffer;
+  packet: IPublishPacket;
+}
+
+/** Collects messages a client receives; `next(n)` waits (bounded) for the n-th. */
+export function collect(client: MqttClient): { messages: Received[]; waitFor(n: number, timeoutMs?: number): Promise<Received[]> } {
+  const messages: Received[] = [];
+  const waiters: { n: number; resolve: () => void }[] = [];
+  client.on('message', (topic, payload, packet) => {
+    messages.push({ topic, payload, packet });
+    for (const w of waiters.filter((w) => messages.length >= w.n)) w.resolve();
+  });
+  return {
+    messages,
+    waitFor(n, timeoutMs = 5000) {
+      if (messages.length >= n) return Promise.resolve(messages);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`expected ${n} messages, got ${messages.length}`)), timeoutMs);
+        waiters.push({
+          n,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve(messages);
+          },
+        });
+      });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function endClient(client: MqttClient, force = false): Promise<void> {
+  return new Promise((resolve) => client.end(force, {}, () => resolve()));
+}
+
+/** The compiled CLI (tests run from dist/test, so the CLI is dist/src/cli.js). */
+export const CLI = path.join(__dirname, '..', 'src', 'cli.js');
+
+export interface BrokerProcess {
+  child: ChildProcess;
+  port: number;
+  output: string[];
+  /** kill -9: no shutdown code runs. */
+  kill9(): Promise<void>;
+  terminate(): Promise<number | null>;
+}
+
+/** Runs the broker CLI as a child process and waits for its `listening` line. */
+export function spawnBroker(args: string[], timeoutMs = 15000): Promise<BrokerProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const output: string[] = [];
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`broker did not log 'listening' within ${timeoutMs} ms:\n${output.join('')}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output.push(chunk.toString());
+      const line = output.join('');
+      const m = /listening on [^:]+:(\d+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        child.stdout!.on('data', (c: Buffer) => output.push(c.toString()));
+        resolve({
+          child,
+          port: Number(m[1]),
+          output,
+          async kill9() {
+            child.kill('SIGKILL');
+            await exited;
+          },
+          async terminate() {
+            child.kill('SIGTERM');
+            return exited;
+          },
+        });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (c: Buffer) => output.push(c.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`broker exited with ${code} before listening:\n${output.join('')}`));
+    });
+  });
+}
