@@ -56,6 +56,8 @@ export class LmdbStore implements Store {
   private readonly messageIds = new WeakMap<Message, number>();
   private nextMessageId = 1;
   private closed = false;
+  /** The latest commit: an empty commit only has to wait for it. */
+  private last: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: LmdbStoreOptions) {
     fs.mkdirSync(options.dataDir, { recursive: true });
@@ -105,8 +107,15 @@ export class LmdbStore implements Store {
     return { sessions, retained };
   }
 
-  async commit(ops: StoreOp[]): Promise<void> {
-    if (this.closed) throw new StoreError('closed', 'store is closed');
+  commit(ops: StoreOp[]): Promise<void> {
+    if (this.closed) return Promise.reject(new StoreError('closed', 'store is closed'));
+    if (ops.length === 0) return this.last;
+    const committed = this.write(ops);
+    this.last = committed.catch(() => undefined);
+    return committed;
+  }
+
+  private async write(ops: StoreOp[]): Promise<void> {
     try {
       await this.root.transaction(() => {
         for (const op of ops) this.apply(op);
