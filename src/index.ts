@@ -15,6 +15,7 @@ export interface RunningBroker {
   broker: Broker;
   port: number;
   wsPort: number;
+  tlsPort: number;
   adminPort: number;
   stop(): Promise<void>;
 }

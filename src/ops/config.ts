@@ -7,6 +7,10 @@ export interface Config extends BrokerOptions {
   port: number;
   /** WebSocket listener port (MQTT over WebSocket on path /mqtt); 0 turns it off. */
   wsPort: number;
+  /** MQTT over TLS port; 0 turns it off. Needs tlsCertFile and tlsKeyFile. */
+  tlsPort: number;
+  tlsCertFile: string;
+  tlsKeyFile: string;
   /** Admin HTTP port serving /metrics and /healthz; 0 turns it off. */
   adminPort: number;
   maxConnections: number;
@@ -18,7 +22,7 @@ export interface Config extends BrokerOptions {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-type Kind = 'int' | 'string' | 'enum' | 'bool';
+type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -36,6 +40,9 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'host', kind: 'string', doc: 'Address the MQTT listeners bind to.' },
   { key: 'port', kind: 'int', min: 0, max: 65535, doc: 'MQTT over TCP port (0 picks a free port).' },
   { key: 'wsPort', kind: 'int', min: 0, max: 65535, doc: 'MQTT over WebSocket port, path `/mqtt`; 0 disables it.' },
+  { key: 'tlsPort', kind: 'int', min: 0, max: 65535, doc: 'MQTT over TLS port; 0 disables it. Needs `tlsCertFile` and `tlsKeyFile`.' },
+  { key: 'tlsCertFile', kind: 'optional-string', doc: 'PEM certificate chain for the TLS listener.' },
+  { key: 'tlsKeyFile', kind: 'optional-string', doc: 'PEM private key for the TLS listener.' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
@@ -66,6 +73,9 @@ export const defaultConfig: Config = {
   host: '0.0.0.0',
   port: 1883,
   wsPort: 0,
+  tlsPort: 0,
+  tlsCertFile: '',
+  tlsKeyFile: '',
   adminPort: 0,
   maxConnections: 100_000,
   store: 'lmdb',
@@ -114,6 +124,9 @@ function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Co
       return raw as Config[keyof Config];
     case 'string':
       if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${where} must be a non-empty string`);
+      return raw;
+    case 'optional-string':
+      if (typeof raw !== 'string') throw new ConfigError(`${where} must be a string`);
       return raw;
   }
 }
@@ -166,6 +179,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (value !== undefined) set(spec, value, envName(spec.key));
   }
   for (const [name, value] of flags) set(byFlag.get(name)!, value, name);
+  if (config.tlsPort > 0 && (!config.tlsCertFile || !config.tlsKeyFile)) {
+    throw new ConfigError('tlsPort needs tlsCertFile and tlsKeyFile');
+  }
   if (config.publishRetryMaxMs < config.publishRetryBaseMs) {
     throw new ConfigError('publishRetryMaxMs must not be smaller than publishRetryBaseMs');
   }

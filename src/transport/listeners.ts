@@ -1,5 +1,7 @@
 import http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Broker } from '../broker/broker';
 import { Channel, type Transport } from '../broker/channel';
@@ -11,6 +13,9 @@ export interface ListenerOptions {
   host: string;
   port: number;
   wsPort: number;
+  tlsPort: number;
+  tlsCertFile: string;
+  tlsKeyFile: string;
   maxConnections: number;
 }
 
@@ -22,6 +27,7 @@ export interface ListenerOptions {
 export class Listeners {
   private readonly channels = new Set<Channel>();
   private tcp: net.Server | undefined;
+  private tls: tls.Server | undefined;
   private ws: WebSocketServer | undefined;
   private wsHttp: http.Server | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -35,8 +41,8 @@ export class Listeners {
     return this.channels.size;
   }
 
-  async start(): Promise<{ port: number; wsPort: number }> {
-    this.tcp = net.createServer({ noDelay: true }, (socket) => this.acceptTcp(socket));
+  async start(): Promise<{ port: number; wsPort: number; tlsPort: number }> {
+    this.tcp = net.createServer({ noDelay: true }, (socket) => this.acceptSocket(socket));
     this.tcp.maxConnections = this.options.maxConnections + 1000; // past this the kernel socket is dropped outright
     await listen(this.tcp, this.options.port, this.options.host);
     const port = (this.tcp.address() as net.AddressInfo).port;
@@ -48,18 +54,30 @@ export class Listeners {
       await listen(this.wsHttp, this.options.wsPort, this.options.host);
       wsPort = (this.wsHttp.address() as net.AddressInfo).port;
     }
+    let tlsPort = 0;
+    if (this.options.tlsPort > 0) {
+      const cert = fs.readFileSync(this.options.tlsCertFile);
+      const key = fs.readFileSync(this.options.tlsKeyFile);
+      this.tls = tls.createServer({ cert, key }, (socket) => {
+        socket.setNoDelay(true);
+        this.acceptSocket(socket);
+      });
+      this.tls.on('tlsClientError', () => undefined); // a failed handshake never reaches a channel
+      await listen(this.tls, this.options.tlsPort, this.options.host);
+      tlsPort = (this.tls.address() as net.AddressInfo).port;
+    }
     this.ticker = setInterval(() => {
       const now = Date.now();
       for (const channel of this.channels) channel.tick(now);
     }, 1000);
     this.ticker.unref();
-    return { port, wsPort };
+    return { port, wsPort, tlsPort };
   }
 
   /** Stops accepting, then closes every connection (MQTT 5 clients get DISCONNECT 0x8B). */
   async stop(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
-    const closed = [this.tcp && closeServer(this.tcp), this.wsHttp && closeServer(this.wsHttp)];
+    const closed = [this.tcp && closeServer(this.tcp), this.tls && closeServer(this.tls), this.wsHttp && closeServer(this.wsHttp)];
     this.ws?.close();
     for (const channel of [...this.channels]) channel.close(0x8b, 'server shutting down');
     await Promise.all(closed);
@@ -75,7 +93,8 @@ export class Listeners {
     this.broker.stats.connections = this.channels.size;
   }
 
-  private acceptTcp(socket: net.Socket): void {
+  /** A TCP or TLS socket. */
+  private acceptSocket(socket: net.Socket): void {
     let corked = false;
     let closing = false;
     const transport: Transport = {
@@ -135,7 +154,7 @@ export class Listeners {
   }
 }
 
-function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
+function listen(server: net.Server | http.Server | tls.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -145,6 +164,6 @@ function listen(server: net.Server | http.Server, port: number, host: string): P
   });
 }
 
-function closeServer(server: net.Server | http.Server): Promise<void> {
+function closeServer(server: net.Server | http.Server | tls.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
