@@ -229,6 +229,7 @@ export class Channel implements SessionOwner {
       else {
         const packet = this.publishPacket(entry, packetId, true);
         if (packet) this.send(packet);
+        else this.broker.finishDelivery(session, entry); // too large for this connection: discard (MQTT-3.1.2-25)
       }
     }
     this.pump();
