@@ -88,7 +88,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const slot = ch.reserveReply();
   ch.inboundInflight++;
   const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (qos === 2) session.inboundQos2.set(packetId, false);
+  if (qos === 2) {
+    session.inboundQos2.set(packetId, false);
+    ch.inboundQos2Counted.add(packetId);
+  }
   const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
   if (qos === 2) ch.pendingQos2.set(packetId, stored);
   stored.then(
@@ -104,6 +107,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       // Never acknowledge what was not stored (G1): MQTT 5 gets an error code, 3.1.1 a close so it re-sends.
       ch.inboundInflight--;
       if (qos === 2) {
+        ch.inboundQos2Counted.delete(packetId);
         session.inboundQos2.delete(packetId);
         ch.pendingQos2.delete(packetId);
       }
