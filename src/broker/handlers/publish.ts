@@ -34,6 +34,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       topic = known;
     }
   }
+  if (v5 && topic.length === 0) return ch.close(ReasonCode.ProtocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.3.4
   const topicError = topicNameError(topic);
   if (topicError) return ch.close(ReasonCode.TopicNameInvalid, topicError);
   if (v5 && props?.responseTopic !== undefined && topicNameError(props.responseTopic)) {
