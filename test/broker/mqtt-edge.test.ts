@@ -230,3 +230,113 @@ function freePort(): Promise<number> {
     });
   });
 }
+
+test('acknowledgements for unknown packet ids: MQTT 5 PUBREC gets PUBREL 0x92, PUBREL gets PUBCOMP 0x92; PUBACK is ignored', async () => {
+  await withBroker(async (b, track) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'unk', protocolVersion: 5 });
+    track(client);
+    client.send({ cmd: 'puback', messageId: 77 });
+    client.send({ cmd: 'pubrec', messageId: 78 });
+    const rel = await client.next('pubrel');
+    assert.equal(rel.messageId, 78);
+    assert.equal(rel.cmd === 'pubrel' && rel.reasonCode, 0x92);
+    client.send({ cmd: 'pubrel', messageId: 79 });
+    const comp = await client.next('pubcomp');
+    assert.equal(comp.messageId, 79);
+    assert.equal(comp.cmd === 'pubcomp' && comp.reasonCode, 0x92);
+    assert.equal(client.closed, false);
+    const v4 = await RawClient.connect(b.port, { clientId: 'unk4', protocolVersion: 4 });
+    track(v4.client);
+    v4.client.send({ cmd: 'pubrel', messageId: 5 });
+    assert.equal((await v4.client.next('pubcomp')).messageId, 5);
+  });
+});
+
+test('packets only a server sends, and AUTH without an authentication method, are protocol errors (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const packets: Packet[] = [
+      { cmd: 'connack', sessionPresent: false, reasonCode: 0 },
+      { cmd: 'suback', messageId: 1, granted: [0] },
+      { cmd: 'pingresp' },
+      { cmd: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'x' } },
+    ];
+    for (const [i, packet] of packets.entries()) {
+      const { client } = await RawClient.connect(b.port, { clientId: `srv${i}`, protocolVersion: 5 });
+      client.send(packet);
+      const d = (await client.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d.reasonCode, 0x82, packet.cmd);
+      await client.waitClosed();
+    }
+  });
+});
+
+test('MQTT 5 PUBLISH with an empty topic and no topic alias is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'empty', protocolVersion: 5 });
+    client.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    await client.waitClosed();
+  });
+});
+
+test('maxConnections: a CONNECT over the limit gets "server busy" (MQTT 5 0x89, 3.1.1 return code 3)', async () => {
+  await withBroker(
+    async (b, track) => {
+      const first = await RawClient.connect(b.port, { clientId: 'one', protocolVersion: 5 });
+      track(first.client);
+      assert.equal((first.connack as IConnackPacket).reasonCode, 0);
+      const v5 = await RawClient.connect(b.port, { clientId: 'two', protocolVersion: 5 });
+      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x89);
+      await v5.client.waitClosed();
+      const v4 = await RawClient.connect(b.port, { clientId: 'three', protocolVersion: 4 });
+      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      await v4.client.waitClosed();
+      assert.equal(b.broker.sessions.has('two'), false);
+    },
+    { maxConnections: 1 },
+  );
+});
+
+test('an authentication hook that fails is answered with "server unavailable" (MQTT 5 0x88, 3.1.1 return code 3)', async () => {
+  const hooks: BrokerHooks = {
+    authenticate: () => Promise.reject(new Error('directory down')),
+    authorizePublish: () => true,
+    authorizeSubscribe: () => true,
+  };
+  await withBroker(
+    async (b) => {
+      const v5 = await RawClient.connect(b.port, { clientId: 'hf5', protocolVersion: 5 });
+      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x88);
+      await v5.client.waitClosed();
+      const v4 = await RawClient.connect(b.port, { clientId: 'hf4', protocolVersion: 4 });
+      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      await v4.client.waitClosed();
+    },
+    {},
+    { hooks },
+  );
+});
+
+test('packets sent right behind CONNECT (before CONNACK) are processed after it, in order', async () => {
+  await withBroker(async (b, track) => {
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pipe-pub' }));
+    await pub.publishAsync('pipe/r', 'retained', { qos: 1, retain: true });
+    const raw = track(await RawClient.open(b.port, 5));
+    raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'pipe', clean: true, keepalive: 0 });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pipe/#', qos: 1 }] });
+    raw.send({ cmd: 'publish', topic: 'pipe/x', payload: Buffer.from('own'), qos: 1, messageId: 2, dup: false, retain: false });
+    raw.send({ cmd: 'pingreq' });
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const p = await raw.next();
+      order.push(p.cmd === 'publish' ? `publish:${p.payload.toString()}` : p.cmd);
+      if (p.cmd === 'publish' && p.qos === 1) raw.send({ cmd: 'puback', messageId: p.messageId });
+    }
+    // CONNACK first; retained messages follow the SUBACK. (PINGRESP is not ordered with acks.)
+    assert.equal(order[0], 'connack', order.join(','));
+    assert.ok(order.indexOf('suback') < order.indexOf('publish:retained'), order.join(','));
+    assert.ok(order.includes('puback') && order.includes('pingresp'), order.join(','));
+    assert.deepEqual(order.filter((c) => c.startsWith('publish')).sort(), ['publish:own', 'publish:retained']);
+  });
+});
