@@ -53,6 +53,8 @@ export class Channel implements SessionOwner {
   connectExpiryInterval = 0;
   /** QoS 1/2 PUBLISHes received and not yet completed (MQTT 5 Receive Maximum). */
   inboundInflight = 0;
+  /** QoS 2 packet ids counted in inboundInflight: ids carried over from an earlier connection are not. */
+  readonly inboundQos2Counted = new Set<number>();
   readonly inboundAliases = new Map<number, string>();
   readonly outboundAliases = new Map<string, number>();
   /** QoS 2 publishes still being stored, by packet id: a duplicate waits for the original. */
@@ -60,6 +62,8 @@ export class Channel implements SessionOwner {
   private readonly decoder: PacketDecoder;
   private readonly replies: PendingReply[] = [];
   private readonly heldPackets: Packet[] = [];
+  /** Deliveries in flight when the session was last connected, not yet re-sent on this connection. */
+  private readonly resend: OutboundEntry[] = [];
 
   constructor(
     readonly broker: Broker,
@@ -224,12 +228,8 @@ export class Channel implements SessionOwner {
     const session = this.session;
     if (!session) return;
     for (const entry of session.outbound.sentUnfinished()) {
-      const packetId = packetIdOf(entry.seq);
-      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetId });
-      else {
-        const packet = this.publishPacket(entry, packetId, true);
-        if (packet) this.send(packet);
-      }
+      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetIdOf(entry.seq) });
+      else this.resend.push(entry);
     }
     this.pump();
   }
@@ -240,6 +240,20 @@ export class Channel implements SessionOwner {
     const queue = session.outbound;
     const window = Math.min(this.client.receiveMaximum, this.options.maxInflight);
     const now = Date.now();
+    // First the PUBLISHes in flight before this connection, within the client's Receive Maximum.
+    let waiting = this.resend.filter((e) => !e.done && e.state === 'queued').length;
+    while (this.resend.length > 0) {
+      if (this.transport.bufferedBytes >= this.options.maxWriteBuffer) return;
+      const entry = this.resend[0];
+      const live = !entry.done && entry.state === 'queued'; // else acknowledged (or released) meanwhile
+      if (live && queue.inflight.size - waiting >= window) return;
+      this.resend.shift();
+      if (!live) continue;
+      waiting--;
+      const packet = this.publishPacket(entry, packetIdOf(entry.seq), true);
+      if (packet) this.send(packet);
+      else this.broker.finishDelivery(session, entry); // too large for this connection: discard (MQTT-3.1.2-25)
+    }
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
       if (!entry) return;

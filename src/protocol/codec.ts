@@ -32,6 +32,10 @@ export class PacketDecoder {
     this.parser.parse(chunk);
     if (this.parseError) {
       const e = this.parseError;
+      // A CONNECT with a protocol level we do not speak is answered with CONNACK 0x01 (MQTT-3.1.2-2).
+      if (e.message === 'Invalid protocol version') {
+        throw new MqttError(ReasonCode.UnsupportedProtocolVersion, `unsupported protocol version: ${e.message}`);
+      }
       throw new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${e.message}`);
     }
     if (this.packets.length === 0) return EMPTY;

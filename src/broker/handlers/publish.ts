@@ -34,6 +34,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       topic = known;
     }
   }
+  if (v5 && topic.length === 0) return ch.close(ReasonCode.ProtocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.3.4
   const topicError = topicNameError(topic);
   if (topicError) return ch.close(ReasonCode.TopicNameInvalid, topicError);
   if (v5 && props?.responseTopic !== undefined && topicNameError(props.responseTopic)) {
@@ -88,7 +89,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const slot = ch.reserveReply();
   ch.inboundInflight++;
   const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (qos === 2) session.inboundQos2.set(packetId, false);
+  if (qos === 2) {
+    session.inboundQos2.set(packetId, false);
+    ch.inboundQos2Counted.add(packetId);
+  }
   const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
   if (qos === 2) ch.pendingQos2.set(packetId, stored);
   stored.then(
@@ -104,6 +108,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       // Never acknowledge what was not stored (G1): MQTT 5 gets an error code, 3.1.1 a close so it re-sends.
       ch.inboundInflight--;
       if (qos === 2) {
+        ch.inboundQos2Counted.delete(packetId);
         session.inboundQos2.delete(packetId);
         ch.pendingQos2.delete(packetId);
       }

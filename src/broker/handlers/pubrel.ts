@@ -17,7 +17,7 @@ export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
     .then(() => ch.broker.releaseInbound(session, packetId))
     .then(
       () => {
-        ch.inboundInflight--;
+        if (ch.inboundQos2Counted.delete(packetId)) ch.inboundInflight--;
         ch.fill(slot, { cmd: 'pubcomp', messageId: packetId });
       },
       () => ch.fill(slot, null, true), // the id stays reserved; the client re-sends PUBREL on reconnect

@@ -1,0 +1,342 @@
+import net from 'node:net';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IConnackPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
+import { collect, connect, endClient, sleep } from '../helpers';
+import { RawClient, until, withBroker } from '../mqtt-helpers';
+import type { BrokerHooks } from '../../src/broker/options';
+
+function asPublish(p: Packet): IPublishPacket {
+  assert.equal(p.cmd, 'publish');
+  return p as IPublishPacket;
+}
+
+test('CONNECT with an unsupported protocol level gets CONNACK return code 1 (0x01) and a close', async () => {
+  await withBroker(async (b) => {
+    const raw = await RawClient.open(b.port, 4);
+    // CONNECT, protocol name MQTT, level 6, clean session, keep alive 0, client id "x".
+    raw.write(Buffer.from([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 6, 0x02, 0, 0, 0, 1, 0x78]));
+    const connack = (await raw.next('connack')) as IConnackPacket;
+    assert.equal(connack.returnCode, 1);
+    await raw.waitClosed();
+  });
+});
+
+test('CONNECT with Receive Maximum 0 is a protocol error (CONNACK 0x82)', async () => {
+  await withBroker(async (b) => {
+    const raw = await RawClient.open(b.port, 5);
+    // mqtt-packet will not generate receiveMaximum 0: CONNECT v5, clean, props [0x21 00 00], id "r".
+    raw.write(Buffer.from([0x10, 17, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 3, 0x21, 0, 0, 0, 1, 0x72]));
+    const connack = (await raw.next('connack')) as IConnackPacket;
+    assert.equal(connack.reasonCode, 0x82);
+    await raw.waitClosed();
+  });
+});
+
+test('maxSessionExpiryInterval caps the MQTT 5 session expiry and CONNACK says so', async () => {
+  await withBroker(
+    async (b, track) => {
+      const r = await RawClient.connect(b.port, { clientId: 'cap', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+      assert.equal((r.connack as IConnackPacket).properties?.sessionExpiryInterval, 1);
+      r.client.send({ cmd: 'disconnect' });
+      await r.client.waitClosed();
+      await until(() => !b.broker.sessions.has('cap'), 4000, 'capped session expiry');
+      const small = await RawClient.connect(b.port, { clientId: 'cap2', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 1 } });
+      track(small.client);
+      assert.equal((small.connack as IConnackPacket).properties?.sessionExpiryInterval, undefined);
+    },
+    { maxSessionExpiryInterval: 1 },
+  );
+});
+
+test('mqtt3SessionExpiryInterval: a 3.1.1 persistent session expires after the configured time', async () => {
+  await withBroker(
+    async (b, track) => {
+      const c1 = await RawClient.connect(b.port, { clientId: 'v3exp', protocolVersion: 4, clean: false });
+      c1.client.send({ cmd: 'disconnect' });
+      await c1.client.waitClosed();
+      assert.ok(b.broker.sessions.has('v3exp'));
+      await until(() => !b.broker.sessions.has('v3exp'), 4000, '3.1.1 session expiry');
+      const c2 = await RawClient.connect(b.port, { clientId: 'v3exp', protocolVersion: 4, clean: false });
+      track(c2.client);
+      assert.equal((c2.connack as IConnackPacket).sessionPresent, false);
+    },
+    { mqtt3SessionExpiryInterval: 1 },
+  );
+});
+
+test('authorization hooks: refused SUBSCRIBE gets 0x87 (3.1.1: 0x80), refused PUBLISH gets PUBACK 0x87 and is dropped', async () => {
+  const hooks: BrokerHooks = {
+    authenticate: () => true,
+    authorizePublish: (_clientId, topic) => !topic.startsWith('secret/'),
+    authorizeSubscribe: (_clientId, filter) => !filter.startsWith('secret/'),
+  };
+  await withBroker(
+    async (b, track) => {
+      const watcher = track(await connect(b.port, { protocolVersion: 5, clientId: 'w' }));
+      const g = collect(watcher);
+      await watcher.subscribeAsync('#', { qos: 1 });
+      const { client } = await RawClient.connect(b.port, { clientId: 'az5', protocolVersion: 5 });
+      track(client);
+      client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/x', qos: 1 }, { topic: 'open/x', qos: 1 }] });
+      assert.deepEqual(((await client.next('suback')) as ISubackPacket).granted, [0x87, 1]);
+      client.send({ cmd: 'publish', topic: 'secret/x', payload: Buffer.from('no'), qos: 1, messageId: 2, dup: false, retain: false });
+      const ack = await client.next('puback');
+      assert.equal(ack.cmd === 'puback' && ack.reasonCode, 0x87);
+      client.send({ cmd: 'publish', topic: 'secret/x', payload: Buffer.from('no'), qos: 2, messageId: 3, dup: false, retain: false });
+      const rec = await client.next('pubrec');
+      assert.equal(rec.cmd === 'pubrec' && rec.reasonCode, 0x87);
+
+      const v4 = await RawClient.connect(b.port, { clientId: 'az4', protocolVersion: 4 });
+      track(v4.client);
+      v4.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/x', qos: 1 }] });
+      assert.deepEqual(((await v4.client.next('suback')) as ISubackPacket).granted, [0x80]);
+      v4.client.send({ cmd: 'publish', topic: 'secret/y', payload: Buffer.from('no'), qos: 1, messageId: 2, dup: false, retain: false });
+      await v4.client.next('puback');
+      await sleep(100);
+      assert.equal(g.messages.length, 0);
+    },
+    {},
+    { hooks },
+  );
+});
+
+test('broker shutdown sends MQTT 5 clients DISCONNECT 0x8B', async () => {
+  await withBroker(async (b, track) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'sd', protocolVersion: 5 });
+    track(client);
+    await b.stop();
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x8b);
+    await client.waitClosed();
+  });
+});
+
+test('on reconnect an unacknowledged delivery now too large for the client is dropped, not left blocking the window', async () => {
+  await withBroker(async (b, track) => {
+    const c1 = await RawClient.connect(b.port, { clientId: 'big', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+    c1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'big', qos: 1 }] });
+    await c1.client.next('suback');
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'big-pub' }));
+    await pub.publishAsync('big', Buffer.alloc(1000, 0x61), { qos: 1 });
+    assert.equal(asPublish(await c1.client.next('publish')).payload.length, 1000);
+    c1.client.destroy();
+    await c1.client.waitClosed();
+    const c2 = await RawClient.connect(b.port, {
+      clientId: 'big',
+      protocolVersion: 5,
+      clean: false,
+      properties: { sessionExpiryInterval: 60, maximumPacketSize: 200, receiveMaximum: 1 },
+    });
+    track(c2.client);
+    await pub.publishAsync('big', 'small', { qos: 1 });
+    const p = asPublish(await c2.client.next('publish'));
+    assert.equal(p.payload.toString(), 'small');
+    c2.client.send({ cmd: 'puback', messageId: p.messageId });
+    await until(() => b.broker.sessions.get('big')!.outbound.inflight.size === 0, 2000, 'empty in-flight window');
+  });
+});
+
+test('on reconnect the broker re-sends no more unacknowledged PUBLISHes than the new Receive Maximum', async () => {
+  await withBroker(async (b, track) => {
+    const c1 = await RawClient.connect(b.port, { clientId: 'rmr', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60, receiveMaximum: 5 } });
+    c1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rmr', qos: 1 }] });
+    await c1.client.next('suback');
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rmr-pub' }));
+    for (let i = 0; i < 5; i++) await pub.publishAsync('rmr', String(i), { qos: 1 });
+    await c1.client.take('publish', 5);
+    c1.client.destroy();
+    await c1.client.waitClosed();
+    const c2 = await RawClient.connect(b.port, { clientId: 'rmr', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60, receiveMaximum: 2 } });
+    track(c2.client);
+    const first = (await c2.client.take('publish', 2)).map(asPublish);
+    assert.deepEqual(first.map((p) => [p.payload.toString(), p.dup]), [['0', true], ['1', true]]);
+    await c2.client.expectNone('publish', 150);
+    // Each acknowledgement lets one more through, in order and still marked DUP.
+    const rest: string[] = [];
+    let last = first[1];
+    c2.client.send({ cmd: 'puback', messageId: first[0].messageId });
+    for (let i = 0; i < 3; i++) {
+      const p = asPublish(await c2.client.next('publish'));
+      rest.push(p.payload.toString());
+      assert.equal(p.dup, true);
+      c2.client.send({ cmd: 'puback', messageId: last.messageId });
+      last = p;
+    }
+    assert.deepEqual(rest, ['2', '3', '4']);
+  });
+});
+
+test('inbound Receive Maximum is counted per connection: QoS 2 ids carried over a reconnect do not extend it', async () => {
+  await withBroker(
+    async (b) => {
+      const c1 = await RawClient.connect(b.port, { clientId: 'carry', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+      c1.client.send({ cmd: 'publish', topic: 'carry', payload: Buffer.from('x'), qos: 2, messageId: 1, dup: false, retain: false });
+      await c1.client.next('pubrec');
+      c1.client.destroy();
+      await c1.client.waitClosed();
+      const c2 = await RawClient.connect(b.port, { clientId: 'carry', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+      c2.client.send({ cmd: 'pubrel', messageId: 1 });
+      await c2.client.next('pubcomp');
+      // Now 2 in flight is the limit; the third is one too many.
+      for (const id of [2, 3]) c2.client.send({ cmd: 'publish', topic: 'carry', payload: Buffer.from('x'), qos: 2, messageId: id, dup: false, retain: false });
+      await c2.client.take('pubrec', 2);
+      c2.client.send({ cmd: 'publish', topic: 'carry', payload: Buffer.from('x'), qos: 2, messageId: 4, dup: false, retain: false });
+      const d = (await c2.client.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d.reasonCode, 0x93);
+      await c2.client.waitClosed();
+    },
+    { receiveMaximum: 2 },
+  );
+});
+
+test('a will with a payload format indicator and a non-UTF-8 payload is refused (CONNACK 0x99)', async () => {
+  await withBroker(async (b) => {
+    const r = await RawClient.connect(b.port, {
+      clientId: 'wpf',
+      protocolVersion: 5,
+      will: { topic: 'w', payload: Buffer.from([0xc3, 0x28]), qos: 0, retain: false, properties: { payloadFormatIndicator: true } },
+    });
+    assert.equal((r.connack as IConnackPacket).reasonCode, 0x99);
+    await r.client.waitClosed();
+  });
+});
+
+test('WebSocket listener: MQTT over WebSocket works end to end', async () => {
+  const wsPort = await freePort();
+  await withBroker(
+    async (b, track) => {
+      assert.ok(b.wsPort > 0);
+      const ws = track(await connect(b.port, { protocol: 'ws', port: b.wsPort, path: '/mqtt', protocolVersion: 5, clientId: 'ws' }));
+      const g = collect(ws);
+      await ws.subscribeAsync('ws/#', { qos: 1 });
+      const tcp = track(await connect(b.port, { protocolVersion: 4, clientId: 'tcp' }));
+      await tcp.publishAsync('ws/a', 'over ws', { qos: 1 });
+      const [m] = await g.waitFor(1);
+      assert.equal(m.payload.toString(), 'over ws');
+      await endClient(ws);
+    },
+    { wsPort },
+  );
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+test('acknowledgements for unknown packet ids: MQTT 5 PUBREC gets PUBREL 0x92, PUBREL gets PUBCOMP 0x92; PUBACK is ignored', async () => {
+  await withBroker(async (b, track) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'unk', protocolVersion: 5 });
+    track(client);
+    client.send({ cmd: 'puback', messageId: 77 });
+    client.send({ cmd: 'pubrec', messageId: 78 });
+    const rel = await client.next('pubrel');
+    assert.equal(rel.messageId, 78);
+    assert.equal(rel.cmd === 'pubrel' && rel.reasonCode, 0x92);
+    client.send({ cmd: 'pubrel', messageId: 79 });
+    const comp = await client.next('pubcomp');
+    assert.equal(comp.messageId, 79);
+    assert.equal(comp.cmd === 'pubcomp' && comp.reasonCode, 0x92);
+    assert.equal(client.closed, false);
+    const v4 = await RawClient.connect(b.port, { clientId: 'unk4', protocolVersion: 4 });
+    track(v4.client);
+    v4.client.send({ cmd: 'pubrel', messageId: 5 });
+    assert.equal((await v4.client.next('pubcomp')).messageId, 5);
+  });
+});
+
+test('packets only a server sends, and AUTH without an authentication method, are protocol errors (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const packets: Packet[] = [
+      { cmd: 'connack', sessionPresent: false, reasonCode: 0 },
+      { cmd: 'suback', messageId: 1, granted: [0] },
+      { cmd: 'pingresp' },
+      { cmd: 'auth', reasonCode: 0x18, properties: { authenticationMethod: 'x' } },
+    ];
+    for (const [i, packet] of packets.entries()) {
+      const { client } = await RawClient.connect(b.port, { clientId: `srv${i}`, protocolVersion: 5 });
+      client.send(packet);
+      const d = (await client.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d.reasonCode, 0x82, packet.cmd);
+      await client.waitClosed();
+    }
+  });
+});
+
+test('MQTT 5 PUBLISH with an empty topic and no topic alias is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'empty', protocolVersion: 5 });
+    client.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    await client.waitClosed();
+  });
+});
+
+test('maxConnections: a CONNECT over the limit gets "server busy" (MQTT 5 0x89, 3.1.1 return code 3)', async () => {
+  await withBroker(
+    async (b, track) => {
+      const first = await RawClient.connect(b.port, { clientId: 'one', protocolVersion: 5 });
+      track(first.client);
+      assert.equal((first.connack as IConnackPacket).reasonCode, 0);
+      const v5 = await RawClient.connect(b.port, { clientId: 'two', protocolVersion: 5 });
+      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x89);
+      await v5.client.waitClosed();
+      const v4 = await RawClient.connect(b.port, { clientId: 'three', protocolVersion: 4 });
+      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      await v4.client.waitClosed();
+      assert.equal(b.broker.sessions.has('two'), false);
+    },
+    { maxConnections: 1 },
+  );
+});
+
+test('an authentication hook that fails is answered with "server unavailable" (MQTT 5 0x88, 3.1.1 return code 3)', async () => {
+  const hooks: BrokerHooks = {
+    authenticate: () => Promise.reject(new Error('directory down')),
+    authorizePublish: () => true,
+    authorizeSubscribe: () => true,
+  };
+  await withBroker(
+    async (b) => {
+      const v5 = await RawClient.connect(b.port, { clientId: 'hf5', protocolVersion: 5 });
+      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x88);
+      await v5.client.waitClosed();
+      const v4 = await RawClient.connect(b.port, { clientId: 'hf4', protocolVersion: 4 });
+      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      await v4.client.waitClosed();
+    },
+    {},
+    { hooks },
+  );
+});
+
+test('packets sent right behind CONNECT (before CONNACK) are processed after it, in order', async () => {
+  await withBroker(async (b, track) => {
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pipe-pub' }));
+    await pub.publishAsync('pipe/r', 'retained', { qos: 1, retain: true });
+    const raw = track(await RawClient.open(b.port, 5));
+    raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'pipe', clean: true, keepalive: 0 });
+    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pipe/#', qos: 1 }] });
+    raw.send({ cmd: 'publish', topic: 'pipe/x', payload: Buffer.from('own'), qos: 1, messageId: 2, dup: false, retain: false });
+    raw.send({ cmd: 'pingreq' });
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const p = await raw.next();
+      order.push(p.cmd === 'publish' ? `publish:${p.payload.toString()}` : p.cmd);
+      if (p.cmd === 'publish' && p.qos === 1) raw.send({ cmd: 'puback', messageId: p.messageId });
+    }
+    // CONNACK first; retained messages follow the SUBACK. (PINGRESP is not ordered with acks.)
+    assert.equal(order[0], 'connack', order.join(','));
+    assert.ok(order.indexOf('suback') < order.indexOf('publish:retained'), order.join(','));
+    assert.ok(order.includes('puback') && order.includes('pingresp'), order.join(','));
+    assert.deepEqual(order.filter((c) => c.startsWith('publish')).sort(), ['publish:own', 'publish:retained']);
+  });
+});

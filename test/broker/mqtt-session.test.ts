@@ -1,0 +1,215 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IConnackPacket, IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
+import { collect, connect, endClient, sleep, startTestBroker } from '../helpers';
+import { RawClient, withBroker } from '../mqtt-helpers';
+
+function asPublish(p: Packet): IPublishPacket {
+  assert.equal(p.cmd, 'publish');
+  return p as IPublishPacket;
+}
+
+const persistent = {
+  4: { protocolVersion: 4 as const, clean: false },
+  5: { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 300 } },
+};
+
+for (const v of [4, 5] as const) {
+  test(`v${v}: a persistent session keeps its subscriptions and queues QoS 1/2 messages while offline (not QoS 0)`, async () => {
+    await withBroker(async (b, track) => {
+      const c1 = await RawClient.connect(b.port, { clientId: 'ps', ...persistent[v] });
+      c1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'ps/+', qos: 2 }] });
+      await c1.client.next('suback');
+      c1.client.send({ cmd: 'disconnect' });
+      await c1.client.waitClosed();
+
+      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'ps-pub' }));
+      await pub.publishAsync('ps/a', 'q1', { qos: 1 });
+      await pub.publishAsync('ps/a', 'q0', { qos: 0 });
+      await pub.publishAsync('ps/b', 'q2', { qos: 2 });
+
+      const c2 = await RawClient.connect(b.port, { clientId: 'ps', ...persistent[v] });
+      track(c2.client);
+      assert.equal((c2.connack as IConnackPacket).sessionPresent, true);
+      const got = (await c2.client.take('publish', 2)).map(asPublish);
+      assert.deepEqual(
+        got.map((p) => [p.topic, p.payload.toString(), p.qos, p.dup]),
+        [
+          ['ps/a', 'q1', 1, false],
+          ['ps/b', 'q2', 2, false],
+        ],
+      );
+      c2.client.send({ cmd: 'puback', messageId: got[0].messageId });
+      c2.client.send({ cmd: 'pubrec', messageId: got[1].messageId });
+      await c2.client.next('pubrel');
+      c2.client.send({ cmd: 'pubcomp', messageId: got[1].messageId });
+      await c2.client.expectNone('publish', 100);
+      // Still subscribed: live messages keep coming.
+      await pub.publishAsync('ps/c', 'live', { qos: 0 });
+      assert.equal(asPublish(await c2.client.next('publish')).payload.toString(), 'live');
+    });
+  });
+
+  test(`v${v}: unacknowledged deliveries are re-sent on reconnect with DUP=1 and the same packet id; after PUBREC only PUBREL`, async () => {
+    await withBroker(async (b, track) => {
+      const c1 = await RawClient.connect(b.port, { clientId: 'dup', ...persistent[v] });
+      c1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'dup', qos: 2 }] });
+      await c1.client.next('suback');
+      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'dup-pub' }));
+      await pub.publishAsync('dup', 'one', { qos: 1 });
+      await pub.publishAsync('dup', 'two', { qos: 2 });
+      await pub.publishAsync('dup', 'three', { qos: 2 });
+      const [p1, p2, p3] = (await c1.client.take('publish', 3)).map(asPublish);
+      c1.client.send({ cmd: 'pubrec', messageId: p3.messageId }); // 'three' reaches PUBREC
+      await c1.client.next('pubrel');
+      c1.client.destroy();
+      await c1.client.waitClosed();
+
+      const c2 = await RawClient.connect(b.port, { clientId: 'dup', ...persistent[v] });
+      track(c2.client);
+      assert.equal((c2.connack as IConnackPacket).sessionPresent, true);
+      const again = (await c2.client.take('publish', 2)).map(asPublish);
+      assert.deepEqual(
+        again.map((p) => [p.payload.toString(), p.messageId, p.dup, p.qos]),
+        [
+          ['one', p1.messageId, true, 1],
+          ['two', p2.messageId, true, 2],
+        ],
+      );
+      const rel = (await c2.client.next('pubrel')) as IPubrelPacket;
+      assert.equal(rel.messageId, p3.messageId);
+      c2.client.send({ cmd: 'puback', messageId: p1.messageId });
+      c2.client.send({ cmd: 'pubrec', messageId: p2.messageId });
+      assert.equal(((await c2.client.next('pubrel')) as IPubrelPacket).messageId, p2.messageId);
+      c2.client.send({ cmd: 'pubcomp', messageId: p2.messageId });
+      c2.client.send({ cmd: 'pubcomp', messageId: p3.messageId });
+      c2.client.send({ cmd: 'pingreq' });
+      await c2.client.next('pingresp');
+      assert.equal(b.broker.sessions.get('dup')!.outbound.inflight.size, 0);
+      await c2.client.expectNone('publish', 100);
+      await c2.client.expectNone('pubrel', 0);
+    });
+  });
+
+  test(`v${v}: inbound QoS 2 across a reconnect: PUBREL after reconnect gets PUBCOMP, a re-sent PUBLISH is not forwarded again`, async () => {
+    await withBroker(async (b, track) => {
+      const sub = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2-sub' }));
+      const g = collect(sub);
+      await sub.subscribeAsync('q2', { qos: 2 });
+      const c1 = await RawClient.connect(b.port, { clientId: 'q2', ...persistent[v] });
+      c1.client.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('once'), qos: 2, messageId: 42, dup: false, retain: false });
+      await c1.client.next('pubrec');
+      c1.client.destroy();
+      await c1.client.waitClosed();
+      const c2 = await RawClient.connect(b.port, { clientId: 'q2', ...persistent[v] });
+      track(c2.client);
+      c2.client.send({ cmd: 'publish', topic: 'q2', payload: Buffer.from('once'), qos: 2, messageId: 42, dup: true, retain: false });
+      assert.equal((await c2.client.next('pubrec')).messageId, 42);
+      c2.client.send({ cmd: 'pubrel', messageId: 42 });
+      const comp = await c2.client.next('pubcomp');
+      assert.equal(comp.messageId, 42);
+      assert.ok(comp.cmd === 'pubcomp' && (comp.reasonCode === undefined || comp.reasonCode === 0));
+      await g.waitFor(1);
+      await sleep(150);
+      assert.equal(g.messages.length, 1);
+    });
+  });
+}
+
+test('3.1.1: clean session = 1 after a persistent session discards it (no queued messages, session present 0)', async () => {
+  await withBroker(async (b, track) => {
+    const c1 = await connect(b.port, { protocolVersion: 4, clientId: 'cs', clean: false });
+    await c1.subscribeAsync('cs', { qos: 1 });
+    await endClient(c1);
+    const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'cs-pub' }));
+    await pub.publishAsync('cs', 'queued', { qos: 1 });
+    const c2 = await RawClient.connect(b.port, { clientId: 'cs', protocolVersion: 4, clean: true });
+    assert.equal((c2.connack as IConnackPacket).sessionPresent, false);
+    await c2.client.expectNone('publish', 150);
+    c2.client.send({ cmd: 'disconnect' });
+    await c2.client.waitClosed();
+    const c3 = await RawClient.connect(b.port, { clientId: 'cs', protocolVersion: 4, clean: false });
+    track(c3.client);
+    assert.equal((c3.connack as IConnackPacket).sessionPresent, false);
+    await pub.publishAsync('cs', 'after', { qos: 1 });
+    await c3.client.expectNone('publish', 150);
+  });
+});
+
+test('queueQos0Offline: QoS 0 messages are queued for offline persistent sessions when enabled', async () => {
+  await withBroker(
+    async (b, track) => {
+      const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'q0', clean: false, properties: { sessionExpiryInterval: 60 } });
+      await c1.subscribeAsync('q0', { qos: 0 });
+      await endClient(c1);
+      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'q0-pub' }));
+      await pub.publishAsync('q0', 'kept', { qos: 0 });
+      const { client } = await RawClient.connect(b.port, { clientId: 'q0', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+      track(client);
+      const m = asPublish(await client.next('publish'));
+      assert.equal(m.payload.toString(), 'kept');
+      assert.equal(m.qos, 0);
+    },
+    { queueQos0Offline: true },
+  );
+});
+
+test('offline queue bound: drop-oldest keeps the newest maxQueuedMessages', async () => {
+  await withBroker(
+    async (b, track) => {
+      const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
+      await c1.subscribeAsync('qb', { qos: 1 });
+      await endClient(c1);
+      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'qb-pub' }));
+      for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
+      const { client } = await RawClient.connect(b.port, { clientId: 'qb', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+      track(client);
+      const got = (await client.take('publish', 3)).map((p) => asPublish(p).payload.toString());
+      assert.deepEqual(got, ['2', '3', '4']);
+      await client.expectNone('publish', 100);
+      assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
+    },
+    { maxQueuedMessages: 3 },
+  );
+});
+
+test('persistent sessions, their subscriptions and offline queues survive a broker restart', async () => {
+  let b = await startTestBroker();
+  const dataDir = b.config.dataDir;
+  try {
+    const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'rs5', clean: false, properties: { sessionExpiryInterval: 300 } });
+    await c1.subscribeAsync('rs/#', { qos: 1, properties: { subscriptionIdentifier: 7 } });
+    await endClient(c1);
+    const c4 = await connect(b.port, { protocolVersion: 4, clientId: 'rs4', clean: false });
+    await c4.subscribeAsync('rs/+', { qos: 2 });
+    await endClient(c4);
+    const pub = await connect(b.port, { protocolVersion: 5, clientId: 'rs-pub' });
+    await pub.publishAsync('rs/a', 'before restart', { qos: 1 });
+    await endClient(pub);
+    await b.stop();
+
+    b = await startTestBroker({ dataDir });
+    const pub2 = await connect(b.port, { protocolVersion: 5, clientId: 'rs-pub' });
+    await pub2.publishAsync('rs/b', 'after restart', { qos: 2 });
+    await endClient(pub2);
+
+    for (const clientId of ['rs5', 'rs4']) {
+      const protocolVersion = clientId === 'rs5' ? 5 : 4;
+      const { client, connack } = await RawClient.connect(b.port, {
+        clientId,
+        ...(protocolVersion === 5 ? persistent[5] : persistent[4]),
+      });
+      try {
+        assert.equal((connack as IConnackPacket).sessionPresent, true, clientId);
+        const got = (await client.take('publish', 2)).map(asPublish);
+        assert.deepEqual(got.map((p) => p.payload.toString()), ['before restart', 'after restart'], clientId);
+        if (protocolVersion === 5) assert.deepEqual(got[1].properties?.subscriptionIdentifier, 7);
+        else assert.equal(got[1].qos, 2);
+      } finally {
+        client.destroy();
+      }
+    }
+  } finally {
+    await b.stop();
+  }
+});

@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
+import { collect, connect, sleep } from '../helpers';
+import { RawClient, withBroker } from '../mqtt-helpers';
+
+function asPublish(p: Packet): IPublishPacket {
+  assert.equal(p.cmd, 'publish');
+  return p as IPublishPacket;
+}
+
+test('shared subscription: each message goes to exactly one member, load-balanced; plain subscribers get every message', async () => {
+  await withBroker(async (b, track) => {
+    const m1 = track(await connect(b.port, { protocolVersion: 5, clientId: 'm1' }));
+    const m2 = track(await connect(b.port, { protocolVersion: 4, clientId: 'm2' })); // 3.1.1 members work too
+    const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'og' }));
+    const plain = track(await connect(b.port, { protocolVersion: 5, clientId: 'plain' }));
+    const g1 = collect(m1);
+    const g2 = collect(m2);
+    const go = collect(other);
+    const gp = collect(plain);
+    await m1.subscribeAsync('$share/g/sh/+', { qos: 1 });
+    await m2.subscribeAsync('$share/g/sh/+', { qos: 1 });
+    await other.subscribeAsync('$share/h/sh/#', { qos: 1 });
+    await plain.subscribeAsync('sh/+', { qos: 1 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'shp' }));
+    const n = 10;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`sh/${i}`, String(i), { qos: 1 });
+    await gp.waitFor(n);
+    await go.waitFor(n);
+    await sleep(150);
+    const a = g1.messages.map((m) => Number(m.payload.toString()));
+    const c = g2.messages.map((m) => Number(m.payload.toString()));
+    assert.deepEqual([...a, ...c].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i), 'each message to exactly one member of g');
+    assert.ok(a.length >= 3 && c.length >= 3, `balanced: ${a.length} / ${c.length}`);
+    assert.equal(go.messages.length, n, 'a second group gets every message too');
+    assert.equal(gp.messages.length, n);
+    // Deliveries through a shared subscription keep the topic of the message.
+    assert.ok(g1.messages.every((m) => m.topic === `sh/${m.payload.toString()}`));
+  });
+});
+
+test('shared subscription: unacknowledged QoS 1 messages of a member that disconnects go to another member', async () => {
+  await withBroker(async (b, track) => {
+    const { client: silent } = await RawClient.connect(b.port, { clientId: 'silent', protocolVersion: 5 });
+    silent.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/work/jobs', qos: 1 }] });
+    assert.deepEqual(((await silent.next('suback')) as ISubackPacket).granted, [1]);
+    const worker = track(await connect(b.port, { protocolVersion: 5, clientId: 'worker' }));
+    const gw = collect(worker);
+    await worker.subscribeAsync('$share/work/jobs', { qos: 1 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'jobs-pub' }));
+    const n = 6;
+    for (let i = 0; i < n; i++) await pub.publishAsync('jobs', `job-${i}`, { qos: 1 });
+    // Round robin: half each. The silent member acknowledges nothing and drops its connection.
+    const withheld = (await silent.take('publish', n / 2)).map((p) => asPublish(p).payload.toString());
+    await gw.waitFor(n / 2);
+    silent.destroy();
+    const all = await gw.waitFor(n);
+    await sleep(150);
+    const workerJobs = all.map((m) => m.payload.toString());
+    assert.deepEqual([...workerJobs].sort(), Array.from({ length: n }, (_, i) => `job-${i}`), `withheld ${withheld}`);
+    // The handed-over messages keep their QoS.
+    assert.ok(all.every((m) => m.packet.qos === 1));
+  });
+});
+
+test('shared subscription: a persistent member that disconnects hands its unacknowledged messages over too', async () => {
+  await withBroker(async (b, track) => {
+    const first = await RawClient.connect(b.port, { clientId: 'pm', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+    first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/p/pj', qos: 1 }] });
+    await first.client.next('suback');
+    const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'pother' }));
+    const go = collect(other);
+    await other.subscribeAsync('$share/p/pj', { qos: 1 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pj-pub' }));
+    for (let i = 0; i < 4; i++) await pub.publishAsync('pj', `j${i}`, { qos: 1 });
+    const held = (await first.client.take('publish', 2)).map((p) => asPublish(p).payload.toString());
+    first.client.destroy();
+    const got = await go.waitFor(4);
+    assert.deepEqual(got.map((m) => m.payload.toString()).sort(), ['j0', 'j1', 'j2', 'j3'], `held ${held}`);
+    // The persistent member reconnects: its handed-over messages are not sent again.
+    const back = await RawClient.connect(b.port, { clientId: 'pm', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+    track(back.client);
+    await back.client.expectNone('publish', 200);
+  });
+});
+
+test('shared subscription: members of a group with different filters are separate groups; unsubscribe leaves the group', async () => {
+  await withBroker(async (b, track) => {
+    const a = track(await connect(b.port, { protocolVersion: 5, clientId: 'ua' }));
+    const c = track(await connect(b.port, { protocolVersion: 5, clientId: 'uc' }));
+    const ga = collect(a);
+    const gc = collect(c);
+    await a.subscribeAsync('$share/u/us/#', { qos: 0 });
+    await c.subscribeAsync('$share/u/us/#', { qos: 0 });
+    await c.unsubscribeAsync('$share/u/us/#');
+    const d = track(await connect(b.port, { protocolVersion: 5, clientId: 'ud' }));
+    const gd = collect(d);
+    await d.subscribeAsync('$share/u/us/x', { qos: 0 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'us-pub' }));
+    for (let i = 0; i < 4; i++) await pub.publishAsync('us/x', String(i), { qos: 1 });
+    await ga.waitFor(4);
+    await gd.waitFor(4);
+    await sleep(100);
+    assert.equal(gc.messages.length, 0);
+    assert.equal(ga.messages.length, 4);
+  });
+});
+
+test('shared subscription: No Local on a shared subscription is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'snl', protocolVersion: 5 });
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/x', qos: 1, nl: true }] });
+    const d = await client.next('disconnect');
+    assert.equal(d.cmd === 'disconnect' && d.reasonCode, 0x82);
+    await client.waitClosed();
+  });
+});
