@@ -485,12 +485,11 @@ export class Broker {
     }
   }
 
-  /** PUBREC received: from now on only PUBREL is re-sent for this delivery. */
-  markReleased(session: Session, entry: OutboundEntry): void {
+  /** PUBREC received: from now on only PUBREL is re-sent for this delivery. Resolves once that is durable. */
+  markReleased(session: Session, entry: OutboundEntry): Promise<void> {
     entry.state = 'pubrec';
-    if (session.persistent) {
-      this.persistInBackground([{ op: 'setDeliveryState', clientId: session.clientId, seq: entry.seq, state: 'pubrec' }]);
-    }
+    if (!session.persistent) return Promise.resolve();
+    return this.persist([{ op: 'setDeliveryState', clientId: session.clientId, seq: entry.seq, state: 'pubrec' }]);
   }
 
   /** PUBREL received: the QoS 2 packet id may be used again. */
