@@ -32,7 +32,9 @@ export class PacketDecoder {
     this.parser.parse(chunk);
     if (this.parseError) {
       const e = this.parseError;
-      throw new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${e.message}`);
+      // mqtt-packet reports a CONNECT protocol level it does not know as this error; the peer gets CONNACK 0x01 for it.
+      const code = e.message === 'Invalid protocol version' ? ReasonCode.UnsupportedProtocolVersion : ReasonCode.MalformedPacket;
+      throw new MqttError(code, `malformed packet: ${e.message}`);
     }
     if (this.packets.length === 0) return EMPTY;
     return this.packets.splice(0, this.packets.length);
