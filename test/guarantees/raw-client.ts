@@ -22,6 +22,7 @@ export class RawClient {
   private readonly taken = new Set<Packet>();
   private readonly listeners = new Set<() => void>();
   private nextId = 1;
+  private readonly handlers: ((p: Packet) => void)[] = [];
   closed = false;
   parseError: Error | null = null;
   readonly closedPromise: Promise<void>;
@@ -33,6 +34,7 @@ export class RawClient {
     const parser = mqttPacket.parser({ protocolVersion });
     parser.on('packet', (p: Packet) => {
       this.received.push(p);
+      for (const h of this.handlers) h(p);
       this.notify();
     });
     parser.on('error', (e: Error) => {
@@ -85,7 +87,14 @@ export class RawClient {
     return this.take('connack');
   }
 
+  /** Calls `handler` for every packet received so far and from now on (in addition to recording it). */
+  onPacket(handler: (p: Packet) => void): void {
+    for (const p of this.received) handler(p);
+    this.handlers.push(handler);
+  }
+
   send(packet: Packet): void {
+    if (this.closed || this.socket.destroyed) return;
     this.socket.write(mqttPacket.generate(packet, { protocolVersion: this.protocolVersion }));
   }
 
