@@ -114,6 +114,12 @@ export class Broker {
   openSession(owner: SessionOwner, params: OpenSessionParams): OpenedSession {
     const ops: StoreOp[] = [];
     let existing = this.sessions.get(params.clientId);
+    // A session past its expiry that the sweep has not reached yet is over: it must not resume.
+    const expiresAt = existing?.expiresAt();
+    if (existing && !existing.online && expiresAt !== undefined && expiresAt <= Date.now()) {
+      this.expire(existing);
+      existing = undefined;
+    }
     let previousOwner: SessionOwner | null = null;
     if (existing) {
       previousOwner = existing.owner;
@@ -196,13 +202,15 @@ export class Broker {
         continue;
       }
       const expiresAt = session.expiresAt();
-      if (expiresAt !== undefined && expiresAt <= now) {
-        if (session.will) this.publishWill(session);
-        this.stats.sessionsExpired++;
-        this.log.debug({ clientId: session.clientId }, 'session expired');
-        this.endSession(session);
-      }
+      if (expiresAt !== undefined && expiresAt <= now) this.expire(session);
     }
+  }
+
+  private expire(session: Session): void {
+    if (session.will) this.publishWill(session);
+    this.stats.sessionsExpired++;
+    this.log.debug({ clientId: session.clientId }, 'session expired');
+    this.endSession(session);
   }
 
   /** Removes a disconnected session and its durable state. */
@@ -485,12 +493,11 @@ export class Broker {
     }
   }
 
-  /** PUBREC received: from now on only PUBREL is re-sent for this delivery. */
-  markReleased(session: Session, entry: OutboundEntry): void {
+  /** PUBREC received: from now on only PUBREL is re-sent for this delivery. Resolves once that is durable. */
+  markReleased(session: Session, entry: OutboundEntry): Promise<void> {
     entry.state = 'pubrec';
-    if (session.persistent) {
-      this.persistInBackground([{ op: 'setDeliveryState', clientId: session.clientId, seq: entry.seq, state: 'pubrec' }]);
-    }
+    if (!session.persistent) return Promise.resolve();
+    return this.persist([{ op: 'setDeliveryState', clientId: session.clientId, seq: entry.seq, state: 'pubrec' }]);
   }
 
   /** PUBREL received: the QoS 2 packet id may be used again. */

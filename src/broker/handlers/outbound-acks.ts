@@ -28,8 +28,14 @@ export function handlePubrec(ch: Channel, packet: PubrecPacket): void {
     ch.pump();
     return;
   }
-  if (entry.state === 'queued') ch.broker.markReleased(session, entry);
-  ch.send({ cmd: 'pubrel', messageId: packetId });
+  // PUBREL only once the PUBREC state is durable: after a crash the PUBLISH would be re-sent
+  // to a client that may have completed the flow already, a duplicate (G4).
+  const slot = ch.reserveReply();
+  const durable = entry.state === 'queued' ? ch.broker.markReleased(session, entry) : Promise.resolve();
+  durable.then(
+    () => ch.fill(slot, { cmd: 'pubrel', messageId: packetId }),
+    () => ch.fill(slot, null, true),
+  );
 }
 
 export function handlePubcomp(ch: Channel, packet: PubcompPacket): void {

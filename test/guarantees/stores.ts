@@ -1,0 +1,81 @@
+import type { LoadedState, Store, StoreOp } from '../../src/store/types';
+import { StoreError } from '../../src/store/types';
+
+/**
+ * Fault injection around a real store (MemoryStore or LmdbStore): the only stand-in for the
+ * store in these tests. `failNext` commits that match `failWhen` reject with
+ * StoreError('unavailable'), as a store that is down would; everything else goes to the real store.
+ */
+export class FaultyStore implements Store {
+  readonly kind = 'faulty';
+  failNext = 0;
+  failWhen: (ops: StoreOp[]) => boolean = (ops) => ops.length > 0;
+  injected = 0;
+
+  constructor(readonly inner: Store) {}
+
+  load(): Promise<LoadedState> {
+    return this.inner.load();
+  }
+
+  commit(ops: StoreOp[]): Promise<void> {
+    if (this.failNext > 0 && this.failWhen(ops)) {
+      this.failNext--;
+      this.injected++;
+      return Promise.reject(new StoreError('unavailable', 'injected store failure'));
+    }
+    return this.inner.commit(ops);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * A real store whose commits can be held back: while the gate is closed, each commit is
+ * applied only when the test opens the gate, in call order (as the Store contract requires).
+ * It lets a test observe what the broker does between "commit issued" and "commit durable".
+ */
+export class GatedStore implements Store {
+  readonly kind = 'gated';
+  private closedGate = false;
+  private held: { ops: StoreOp[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  readonly committed: StoreOp[][] = [];
+
+  constructor(readonly inner: Store) {}
+
+  load(): Promise<LoadedState> {
+    return this.inner.load();
+  }
+
+  /** Commits issued while held and not applied yet. */
+  get pending(): StoreOp[][] {
+    return this.held.map((h) => h.ops);
+  }
+
+  hold(): void {
+    this.closedGate = true;
+  }
+
+  /** Opens the gate: applies every held commit in order. */
+  release(): void {
+    this.closedGate = false;
+    for (const h of this.held.splice(0)) this.forward(h.ops).then(h.resolve, h.reject);
+  }
+
+  commit(ops: StoreOp[]): Promise<void> {
+    if (!this.closedGate) return this.forward(ops);
+    return new Promise((resolve, reject) => this.held.push({ ops, resolve, reject }));
+  }
+
+  close(): Promise<void> {
+    this.release();
+    return this.inner.close();
+  }
+
+  private forward(ops: StoreOp[]): Promise<void> {
+    if (ops.length > 0) this.committed.push(ops);
+    return this.inner.commit(ops);
+  }
+}

@@ -1,0 +1,253 @@
+// Unit tests of the pure channel state machine: a Channel driven with bytes and clock ticks,
+// a fake Transport (the only stand-in), and a real Broker on a MemoryStore. No sockets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import mqttPacket from 'mqtt-packet';
+import { Broker } from '../../src/broker/broker';
+import { Channel, type Transport } from '../../src/broker/channel';
+import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options';
+import type { ConnectPacket, Packet, ProtocolVersion } from '../../src/protocol/packets';
+import { MemoryStore } from '../../src/store/memory-store';
+import { GatedStore } from '../guarantees/stores';
+
+class FakeTransport implements Transport {
+  readonly written: Buffer[] = [];
+  closed = false;
+  bufferedBytes = 0;
+  readonly remoteAddress = 'fake:1';
+
+  write(data: Buffer): void {
+    this.written.push(Buffer.from(data));
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Everything written so far, decoded as the client would. */
+  packets(version: ProtocolVersion): Packet[] {
+    const out: Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: version });
+    parser.on('packet', (p: Packet) => out.push(p));
+    parser.on('error', (e: Error) => assert.fail(`broker wrote an unparsable packet: ${e.message}`));
+    parser.parse(Buffer.concat(this.written));
+    return out;
+  }
+
+  cmds(version: ProtocolVersion): string[] {
+    return this.packets(version).map((p) => p.cmd);
+  }
+}
+
+const enc = (packet: Packet, version: ProtocolVersion) => mqttPacket.generate(packet, { protocolVersion: version });
+
+/** Lets the store commits (setImmediate in MemoryStore) and promise chains run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+async function withBroker(
+  fn: (broker: Broker, store: GatedStore) => Promise<void>,
+  options: Partial<BrokerOptions> = {},
+): Promise<void> {
+  const store = new GatedStore(new MemoryStore());
+  const broker = new Broker(store, { ...defaultBrokerOptions, ...options });
+  await broker.start();
+  try {
+    await fn(broker, store);
+  } finally {
+    store.release();
+    await broker.stop();
+  }
+}
+
+async function connected(
+  broker: Broker,
+  version: ProtocolVersion,
+  connect: Partial<ConnectPacket> & { clientId: string },
+  now = 1_000_000,
+): Promise<{ ch: Channel; t: FakeTransport }> {
+  const t = new FakeTransport();
+  const ch = new Channel(broker, t, now);
+  ch.receive(enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, ...connect }, version), now);
+  await settle();
+  assert.equal(ch.state, 'connected');
+  return { ch, t };
+}
+
+test('channel: CONNECT 3.1.1 → the exact CONNACK bytes; CONNECT 5 → CONNACK success with the broker limits', async () => {
+  await withBroker(async (broker) => {
+    const t = new FakeTransport();
+    const ch = new Channel(broker, t, 0);
+    ch.receive(enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30, clientId: 'u1' }, 4), 0);
+    await settle();
+    assert.deepEqual(Buffer.concat(t.written), Buffer.from([0x20, 0x02, 0x00, 0x00]));
+    assert.equal(ch.state, 'connected');
+    assert.equal(ch.keepAliveMs, 30_000);
+
+    const { t: t5 } = await connected(broker, 5, { clientId: 'u5' });
+    const [connack] = t5.packets(5);
+    assert.equal(connack.cmd, 'connack');
+    if (connack.cmd !== 'connack') return;
+    assert.equal(connack.reasonCode, 0);
+    assert.equal(connack.sessionPresent, false);
+    assert.equal(connack.properties?.maximumPacketSize, defaultBrokerOptions.maxPacketSize);
+    assert.equal(connack.properties?.receiveMaximum, defaultBrokerOptions.receiveMaximum);
+  });
+});
+
+test('channel: a CONNECT fed one byte at a time is decoded', async () => {
+  await withBroker(async (broker) => {
+    const t = new FakeTransport();
+    const ch = new Channel(broker, t, 0);
+    const bytes = enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'bytewise', properties: { sessionExpiryInterval: 10 } }, 5);
+    for (const b of bytes) ch.receive(Buffer.from([b]), 0);
+    await settle();
+    assert.deepEqual(t.cmds(5), ['connack']);
+    assert.equal(broker.sessions.get('bytewise')?.expiryInterval, 10);
+  });
+});
+
+test('channel: PUBLISH QoS 1 → PUBACK only after the store commit resolves', async () => {
+  await withBroker(async (broker, store) => {
+    const { ch: sub, t: subT } = await connected(broker, 5, { clientId: 'sub', properties: { sessionExpiryInterval: 60 } });
+    sub.receive(enc({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'u/#', qos: 1 }] }, 5));
+    await settle();
+    const { ch: pub, t: pubT } = await connected(broker, 4, { clientId: 'pub' });
+    store.hold();
+    pub.receive(enc({ cmd: 'publish', topic: 'u/x', payload: Buffer.from('p'), qos: 1, dup: false, retain: false, messageId: 77 }, 4));
+    await settle();
+    assert.equal(store.pending.length, 1, 'one commit issued');
+    assert.deepEqual(store.pending[0].map((op) => op.op), ['enqueue']);
+    assert.deepEqual(pubT.cmds(4), ['connack'], 'no PUBACK while the commit is pending');
+    assert.deepEqual(subT.cmds(5), ['connack', 'suback'], 'nothing delivered before the commit');
+    store.release();
+    await settle();
+    assert.deepEqual(pubT.written.at(-1), Buffer.from([0x40, 0x02, 0x00, 77]));
+    const delivered = subT.packets(5).at(-1);
+    assert.equal(delivered?.cmd, 'publish');
+    if (delivered?.cmd === 'publish') assert.equal(delivered.payload.toString(), 'p');
+  });
+});
+
+test('channel: PUBLISH QoS 2 → PUBREC; the duplicate → PUBREC, not routed again; PUBREL → PUBCOMP', async () => {
+  await withBroker(async (broker) => {
+    const { t: subT, ch: sub } = await connected(broker, 4, { clientId: 'sub2' });
+    sub.receive(enc({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'u/#', qos: 0 }] }, 4));
+    await settle();
+    const { ch, t } = await connected(broker, 5, { clientId: 'pub2' });
+    const publish = enc({ cmd: 'publish', topic: 'u/q2', payload: Buffer.from('x'), qos: 2, dup: false, retain: false, messageId: 9 }, 5);
+    ch.receive(publish);
+    await settle();
+    ch.receive(publish);
+    await settle();
+    ch.receive(enc({ cmd: 'pubrel', messageId: 9 }, 5));
+    await settle();
+    assert.deepEqual(
+      t.packets(5).map((p) => `${p.cmd}:${p.messageId ?? ''}`),
+      ['connack:', 'pubrec:9', 'pubrec:9', 'pubcomp:9'],
+    );
+    assert.deepEqual(subT.cmds(4), ['connack', 'suback', 'publish'], 'delivered once');
+    assert.equal(broker.stats.messagesReceived, 1);
+  });
+});
+
+test('channel: keep alive: tick(now) past 1.5 × keep alive closes with DISCONNECT 0x8D, not before', async () => {
+  await withBroker(async (broker) => {
+    const t0 = 5_000_000;
+    const { ch, t } = await connected(broker, 5, { clientId: 'ka', keepalive: 10 }, t0);
+    ch.tick(t0 + 15_000);
+    assert.equal(t.closed, false, 'exactly 1.5 × keep alive is still alive');
+    ch.receive(enc({ cmd: 'pingreq' }, 5), t0 + 14_000); // traffic resets the clock
+    ch.tick(t0 + 28_000);
+    assert.equal(t.closed, false);
+    ch.tick(t0 + 29_001);
+    assert.equal(t.closed, true);
+    const last = t.packets(5).at(-1);
+    assert.equal(last?.cmd, 'disconnect');
+    if (last?.cmd === 'disconnect') assert.equal(last.reasonCode, 0x8d);
+    assert.equal(ch.state, 'closed');
+  });
+});
+
+test('channel: keep alive 0 never times out; a missing CONNECT times out with a close', async () => {
+  await withBroker(async (broker) => {
+    const { ch, t } = await connected(broker, 4, { clientId: 'ka0', keepalive: 0 }, 0);
+    ch.tick(10 ** 9);
+    assert.equal(t.closed, false);
+
+    const t2 = new FakeTransport();
+    const idle = new Channel(broker, t2, 0);
+    idle.tick(defaultBrokerOptions.connectTimeoutMs);
+    assert.equal(t2.closed, false);
+    idle.tick(defaultBrokerOptions.connectTimeoutMs + 1);
+    assert.equal(t2.closed, true);
+    assert.deepEqual(t2.written, []);
+  });
+});
+
+test('channel: malformed bytes → DISCONNECT 0x81 (MQTT 5), a plain close (3.1.1); counted in stats', async () => {
+  await withBroker(async (broker) => {
+    const { ch, t } = await connected(broker, 5, { clientId: 'bad5' });
+    ch.receive(Buffer.from([0x36, 0x00]));
+    assert.equal(t.closed, true);
+    const last = t.packets(5).at(-1);
+    assert.equal(last?.cmd, 'disconnect');
+    if (last?.cmd === 'disconnect') assert.equal(last.reasonCode, 0x81);
+
+    const { ch: ch4, t: t4 } = await connected(broker, 4, { clientId: 'bad4' });
+    ch4.receive(Buffer.from([0x62, 0x02, 0x00])); // a PUBREL cut short: the decoder waits for the rest
+    assert.equal(t4.closed, false);
+    ch4.receive(Buffer.from([0x01]));
+    await settle();
+    assert.equal(t4.closed, false);
+    assert.deepEqual(t4.cmds(4), ['connack', 'pubcomp']);
+    ch4.receive(Buffer.from([0x60, 0x02, 0x00, 0x01])); // PUBREL with flags 0000 instead of 0010: malformed
+    assert.equal(t4.closed, true);
+    assert.ok(!t4.cmds(4).includes('disconnect'));
+    assert.equal(broker.stats.malformedPackets, 2);
+  });
+});
+
+test('channel: the first packet must be CONNECT; a second CONNECT is a protocol error (0x82)', async () => {
+  await withBroker(async (broker) => {
+    const t = new FakeTransport();
+    const ch = new Channel(broker, t, 0);
+    ch.receive(enc({ cmd: 'pingreq' }, 4));
+    assert.equal(t.closed, true);
+    assert.deepEqual(t.written, []);
+
+    const { ch: ch5, t: t5 } = await connected(broker, 5, { clientId: 'twice' });
+    ch5.receive(enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'twice' }, 5));
+    const last = t5.packets(5).at(-1);
+    assert.equal(last?.cmd, 'disconnect');
+    if (last?.cmd === 'disconnect') assert.equal(last.reasonCode, 0x82);
+    assert.equal(t5.closed, true);
+  });
+});
+
+test('channel: an oversize packet is refused from its fixed header (DISCONNECT 0x95)', async () => {
+  await withBroker(
+    async (broker) => {
+      const { ch, t } = await connected(broker, 5, { clientId: 'big' });
+      ch.receive(Buffer.from([0x30, 0x81, 0x08])); // remaining length 1025 > 1024 - header
+      assert.equal(t.closed, true);
+      const last = t.packets(5).at(-1);
+      assert.equal(last?.cmd, 'disconnect');
+      if (last?.cmd === 'disconnect') assert.equal(last.reasonCode, 0x95);
+    },
+    { maxPacketSize: 1024 },
+  );
+});
+
+test('channel: an unsupported protocol version gets CONNACK 0x01 (3.1.1 code) and a close', async () => {
+  await withBroker(async (broker) => {
+    const t = new FakeTransport();
+    const ch = new Channel(broker, t, 0);
+    const bytes = enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId: 'v6' }, 4);
+    bytes[8] = 6; // protocol level byte
+    ch.receive(bytes);
+    assert.equal(t.closed, true);
+    assert.deepEqual(Buffer.concat(t.written), Buffer.from([0x20, 0x02, 0x00, 0x01]));
+  });
+});
