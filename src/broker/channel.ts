@@ -194,7 +194,7 @@ export class Channel implements SessionOwner {
     this.detachSession(false);
   }
 
-  /** A client DISCONNECT: graceful unless it asked for its will (0x04). */
+  /** A client DISCONNECT: graceful unless its reason code is not 0x00 (0x04 asks for the will). */
   closeByClient(graceful: boolean, expiryInterval?: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
