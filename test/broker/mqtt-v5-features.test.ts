@@ -441,3 +441,14 @@ test('request problem information = false: server DISCONNECT carries no reason s
     }
   });
 });
+
+test('a Subscription Identifier of 0 in SUBSCRIBE is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'sid0', protocolVersion: 5 });
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a', qos: 0 }], properties: { subscriptionIdentifier: 0 } });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    await client.waitClosed();
+    assert.equal(client.received.filter((p) => p.cmd === 'suback').length, 0);
+  });
+});
