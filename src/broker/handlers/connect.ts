@@ -101,6 +101,10 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     (ok) => {
       if (ch.state !== 'authenticating') return;
       if (!ok) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      // A will is a publish by this client: it may not bypass publish authorization.
+      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic)) {
+        return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
+      }
       const opened = ch.broker.openSession(ch, {
         clientId,
         clean: packet.clean ?? true,
