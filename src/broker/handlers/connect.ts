@@ -25,6 +25,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
   }
   if (version === 5 && props.receiveMaximum === 0) return refuse(ch, ReasonCode.ProtocolError, 'receive maximum 0');
+  if (version === 5 && props.maximumPacketSize === 0) return refuse(ch, ReasonCode.ProtocolError, 'maximum packet size 0');
 
   let clientId = packet.clientId;
   let assignedClientId: string | undefined;
