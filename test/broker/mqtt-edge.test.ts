@@ -380,3 +380,14 @@ test('a PUBLISH from a client carrying a Subscription Identifier is a protocol e
     await client.waitClosed();
   });
 });
+
+test('CONNECT with Maximum Packet Size 0 is a protocol error (CONNACK 0x82)', async () => {
+  await withBroker(async (b) => {
+    const raw = await RawClient.open(b.port, 5);
+    // mqtt-packet will not generate it: CONNECT v5, clean, props [0x27 00 00 00 00], id "r".
+    raw.write(Buffer.from([0x10, 19, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 5, 0x27, 0, 0, 0, 0, 0, 1, 0x72]));
+    const connack = (await raw.next('connack')) as IConnackPacket;
+    assert.equal(connack.reasonCode, 0x82);
+    await raw.waitClosed();
+  });
+});
