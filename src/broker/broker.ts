@@ -450,6 +450,8 @@ export class Broker {
     const entries: OutboundEntry[] = [];
     for (const entry of session.outbound.unfinished()) {
       if (!entry.shareGroup || entry.state !== 'queued' || entry.qos === 0) continue;
+      // A QoS 2 delivery already sent must complete with this member, never go to another (MQTT-4.8.2-4/5).
+      if (entry.qos === 2 && entry.sent) continue;
       const shared = parseSharedFilter(entry.shareGroup);
       if (!shared || typeof shared === 'string') continue;
       const group = this.router.sharedGroup(shared.filter, shared.group);
