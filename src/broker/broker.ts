@@ -198,6 +198,7 @@ export class Broker {
       const expiresAt = session.expiresAt();
       if (expiresAt !== undefined && expiresAt <= now) {
         if (session.will) this.publishWill(session);
+        this.redistributeShared(session); // what it held for shared subscriptions goes to another member
         this.stats.sessionsExpired++;
         this.log.debug({ clientId: session.clientId }, 'session expired');
         this.endSession(session);
