@@ -144,3 +144,33 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     assert.equal(again.dup, true);
   });
 });
+
+test('shared subscription: QoS 1 messages queued for a member whose session expires go to another member', async () => {
+  await withBroker(async (b, track) => {
+    const member = (clientId: string, sessionExpiryInterval: number) => ({
+      clientId,
+      protocolVersion: 5 as const,
+      clean: false,
+      properties: { sessionExpiryInterval },
+    });
+    for (const [id, expiry] of [['short', 1], ['long', 60]] as const) {
+      const c = await RawClient.connect(b.port, member(id, expiry));
+      c.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/e/exp', qos: 1 }] });
+      await c.client.next('suback');
+      c.client.send({ cmd: 'disconnect' });
+      await c.client.waitClosed();
+    }
+    // Both members offline: the messages are queued, one each.
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'exp-pub' }));
+    await pub.publishAsync('exp', 'm1', { qos: 1 });
+    await pub.publishAsync('exp', 'm2', { qos: 1 });
+    const back = await RawClient.connect(b.port, member('long', 60));
+    track(back.client);
+    const mine = asPublish(await back.client.next('publish'));
+    back.client.send({ cmd: 'puback', messageId: mine.messageId });
+    // The other member's session expires: its message is handed over.
+    const handed = asPublish(await back.client.next('publish', 5000));
+    back.client.send({ cmd: 'puback', messageId: handed.messageId });
+    assert.deepEqual([mine.payload.toString(), handed.payload.toString()].sort(), ['m1', 'm2']);
+  });
+});
