@@ -213,3 +213,53 @@ test('persistent sessions, their subscriptions and offline queues survive a brok
     await b.stop();
   }
 });
+
+test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and their packet ids, and inbound QoS 2 stays exactly once', async () => {
+  let b = await startTestBroker();
+  const dataDir = b.config.dataDir;
+  const sub = { clientId: 'rsx', ...persistent[5] };
+  const pubSession = { clientId: 'rsx-pub', ...persistent[5] };
+  try {
+    const s1 = await RawClient.connect(b.port, sub);
+    s1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rsx/#', qos: 2 }] });
+    await s1.client.next('suback');
+    const p1 = await RawClient.connect(b.port, pubSession);
+    p1.client.send({ cmd: 'publish', topic: 'rsx/a', payload: Buffer.from('one'), qos: 1, messageId: 1, dup: false, retain: false });
+    p1.client.send({ cmd: 'publish', topic: 'rsx/b', payload: Buffer.from('two'), qos: 2, messageId: 2, dup: false, retain: false });
+    await p1.client.next('puback');
+    await p1.client.next('pubrec'); // no PUBREL yet
+    const sent = (await s1.client.take('publish', 2)).map(asPublish);
+    s1.client.send({ cmd: 'pubrec', messageId: sent[1].messageId });
+    await s1.client.next('pubrel');
+    s1.client.destroy();
+    p1.client.destroy();
+    await b.stop();
+
+    b = await startTestBroker({ dataDir });
+    const s2 = await RawClient.connect(b.port, sub);
+    try {
+      assert.equal((s2.connack as IConnackPacket).sessionPresent, true);
+      const again = asPublish(await s2.client.next('publish'));
+      assert.deepEqual([again.payload.toString(), again.messageId, again.dup], ['one', sent[0].messageId, true]);
+      assert.equal(((await s2.client.next('pubrel')) as IPubrelPacket).messageId, sent[1].messageId);
+      s2.client.send({ cmd: 'puback', messageId: again.messageId });
+      s2.client.send({ cmd: 'pubcomp', messageId: sent[1].messageId });
+
+      // The publisher re-sends its QoS 2 PUBLISH: acknowledged, not forwarded a second time.
+      const p2 = await RawClient.connect(b.port, pubSession);
+      try {
+        p2.client.send({ cmd: 'publish', topic: 'rsx/b', payload: Buffer.from('two'), qos: 2, messageId: 2, dup: true, retain: false });
+        assert.equal((await p2.client.next('pubrec')).messageId, 2);
+        p2.client.send({ cmd: 'pubrel', messageId: 2 });
+        assert.equal((await p2.client.next('pubcomp')).messageId, 2);
+        await s2.client.expectNone('publish', 200);
+      } finally {
+        p2.client.destroy();
+      }
+    } finally {
+      s2.client.destroy();
+    }
+  } finally {
+    await b.stop();
+  }
+});
