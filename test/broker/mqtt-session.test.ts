@@ -154,24 +154,29 @@ test('queueQos0Offline: QoS 0 messages are queued for offline persistent session
   );
 });
 
-test('offline queue bound: drop-oldest keeps the newest maxQueuedMessages', async () => {
-  await withBroker(
-    async (b, track) => {
-      const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
-      await c1.subscribeAsync('qb', { qos: 1 });
-      await endClient(c1);
-      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'qb-pub' }));
-      for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
-      const { client } = await RawClient.connect(b.port, { clientId: 'qb', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
-      track(client);
-      const got = (await client.take('publish', 3)).map((p) => asPublish(p).payload.toString());
-      assert.deepEqual(got, ['2', '3', '4']);
-      await client.expectNone('publish', 100);
-      assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
-    },
-    { maxQueuedMessages: 3 },
-  );
-});
+for (const [queueOverflow, expected] of [
+  ['drop-oldest', ['2', '3', '4']],
+  ['drop-new', ['0', '1', '2']],
+] as const) {
+  test(`offline queue bound: ${queueOverflow} keeps ${expected.join(',')} of 0..4 with maxQueuedMessages 3`, async () => {
+    await withBroker(
+      async (b, track) => {
+        const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
+        await c1.subscribeAsync('qb', { qos: 1 });
+        await endClient(c1);
+        const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'qb-pub' }));
+        for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
+        const { client } = await RawClient.connect(b.port, { clientId: 'qb', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+        track(client);
+        const got = (await client.take('publish', 3)).map((p) => asPublish(p).payload.toString());
+        assert.deepEqual(got, expected);
+        await client.expectNone('publish', 100);
+        assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
+      },
+      { maxQueuedMessages: 3, queueOverflow },
+    );
+  });
+}
 
 test('persistent sessions, their subscriptions and offline queues survive a broker restart', async () => {
   let b = await startTestBroker();
