@@ -452,3 +452,18 @@ test('a Subscription Identifier of 0 in SUBSCRIBE is a protocol error (DISCONNEC
     assert.equal(client.received.filter((p) => p.cmd === 'suback').length, 0);
   });
 });
+
+test('topic alias broker → client with mqtt.js: the client resolves every alias to the right topic', async () => {
+  await withBroker(async (b, track) => {
+    const sub = track(await connect(b.port, { protocolVersion: 5, clientId: 'ta-mqttjs', properties: { topicAliasMaximum: 3 } }));
+    const g = collect(sub);
+    await sub.subscribeAsync('tm/#', { qos: 1 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'ta-mqttjs-pub' }));
+    const topics = ['tm/a', 'tm/b', 'tm/a', 'tm/c', 'tm/d', 'tm/b', 'tm/d', 'tm/a'];
+    for (const t of topics) await pub.publishAsync(t, t, { qos: 1 });
+    const ms = await g.waitFor(topics.length);
+    assert.deepEqual(ms.map((m) => m.topic), topics);
+    assert.deepEqual(ms.map((m) => m.payload.toString()), topics);
+    assert.ok(ms.some((m) => m.packet.properties?.topicAlias !== undefined), 'aliases were used');
+  });
+});
