@@ -467,3 +467,15 @@ test('topic alias broker → client with mqtt.js: the client resolves every alia
     assert.ok(ms.some((m) => m.packet.properties?.topicAlias !== undefined), 'aliases were used');
   });
 });
+
+test('a server DISCONNECT leaves out its reason string when that would exceed the client\'s Maximum Packet Size', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'small', protocolVersion: 5, properties: { maximumPacketSize: 16 } });
+    client.send({ cmd: 'publish', topic: 'bad/#', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x90);
+    assert.equal(d.properties?.reasonString, undefined);
+    assert.ok(d.length !== undefined && d.length + 2 <= 16, `DISCONNECT of ${d.length} + 2 bytes`);
+    await client.waitClosed();
+  });
+});
