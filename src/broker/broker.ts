@@ -208,6 +208,7 @@ export class Broker {
 
   private expire(session: Session): void {
     if (session.will) this.publishWill(session);
+    this.redistributeShared(session); // what it held for shared subscriptions goes to another member
     this.stats.sessionsExpired++;
     this.log.debug({ clientId: session.clientId }, 'session expired');
     this.endSession(session);
@@ -458,6 +459,8 @@ export class Broker {
     const entries: OutboundEntry[] = [];
     for (const entry of session.outbound.unfinished()) {
       if (!entry.shareGroup || entry.state !== 'queued' || entry.qos === 0) continue;
+      // A QoS 2 delivery already sent must complete with this member, never go to another (MQTT-4.8.2-4/5).
+      if (entry.qos === 2 && entry.sent) continue;
       const shared = parseSharedFilter(entry.shareGroup);
       if (!shared || typeof shared === 'string') continue;
       const group = this.router.sharedGroup(shared.filter, shared.group);

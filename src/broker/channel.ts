@@ -187,14 +187,17 @@ export class Channel implements SessionOwner {
     if (this.state === 'closed') return;
     if (reasonCode !== undefined && this.protocolVersion === 5 && this.state === 'connected') {
       const properties = reasonString && this.client.requestProblemInformation ? { reasonString } : undefined;
-      this.send({ cmd: 'disconnect', reasonCode, properties });
+      const packet: Packet = { cmd: 'disconnect', reasonCode, properties };
+      // MQTT-3.14.2-3: no reason string if it would make the packet too large for the client.
+      if (properties && encodePacket(packet, 5).length > this.client.maximumPacketSize) packet.properties = undefined;
+      this.send(packet);
     }
     this.state = 'closed';
     this.transport.close();
     this.detachSession(false);
   }
 
-  /** A client DISCONNECT: graceful unless it asked for its will (0x04). */
+  /** A client DISCONNECT: graceful unless its reason code is not 0x00 (0x04 asks for the will). */
   closeByClient(graceful: boolean, expiryInterval?: number): void {
     if (this.state === 'closed') return;
     this.state = 'closed';

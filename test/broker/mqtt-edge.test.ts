@@ -340,3 +340,54 @@ test('packets sent right behind CONNECT (before CONNACK) are processed after it,
     assert.deepEqual(order.filter((c) => c.startsWith('publish')).sort(), ['publish:own', 'publish:retained']);
   });
 });
+
+test('a will on a topic the client may not publish to is refused at CONNECT (MQTT 5 0x87, 3.1.1 return code 5), not published', async () => {
+  const hooks: BrokerHooks = {
+    authenticate: () => true,
+    authorizePublish: (_clientId, topic) => !topic.startsWith('secret/'),
+    authorizeSubscribe: () => true,
+  };
+  await withBroker(
+    async (b, track) => {
+      const watcher = track(await connect(b.port, { protocolVersion: 5, clientId: 'ww' }));
+      const g = collect(watcher);
+      await watcher.subscribeAsync('secret/#', { qos: 1 });
+      const will = { topic: 'secret/will', payload: Buffer.from('sneaky'), qos: 1 as const, retain: true };
+      const v5 = await RawClient.connect(b.port, { clientId: 'sw5', protocolVersion: 5, will });
+      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x87);
+      await v5.client.waitClosed();
+      const v4 = await RawClient.connect(b.port, { clientId: 'sw4', protocolVersion: 4, will });
+      assert.equal((v4.connack as IConnackPacket).returnCode, 5);
+      await v4.client.waitClosed();
+      const ok = await RawClient.connect(b.port, { clientId: 'sw-ok', protocolVersion: 5, will: { ...will, topic: 'open/will' } });
+      assert.equal((ok.connack as IConnackPacket).reasonCode, 0);
+      ok.client.destroy();
+      await sleep(150);
+      assert.equal(g.messages.length, 0);
+      assert.equal(b.broker.retained.has('secret/will'), false);
+    },
+    {},
+    { hooks },
+  );
+});
+
+test('a PUBLISH from a client carrying a Subscription Identifier is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'psid', protocolVersion: 5 });
+    client.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { subscriptionIdentifier: 3 } });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    await client.waitClosed();
+  });
+});
+
+test('CONNECT with Maximum Packet Size 0 is a protocol error (CONNACK 0x82)', async () => {
+  await withBroker(async (b) => {
+    const raw = await RawClient.open(b.port, 5);
+    // mqtt-packet will not generate it: CONNECT v5, clean, props [0x27 00 00 00 00], id "r".
+    raw.write(Buffer.from([0x10, 19, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 5, 0x27, 0, 0, 0, 0, 0, 1, 0x72]));
+    const connack = (await raw.next('connack')) as IConnackPacket;
+    assert.equal(connack.reasonCode, 0x82);
+    await raw.waitClosed();
+  });
+});

@@ -58,17 +58,18 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
   });
 });
 
-test('retained delivery QoS is the minimum of the retained message QoS and the subscription QoS', async () => {
+test('retained delivery: QoS is the minimum of the message and subscription QoS; the subscription identifier is sent', async () => {
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rq-pub' }));
     await pub.publishAsync('rq/2', 'two', { qos: 2, retain: true });
     const { client } = await RawClient.connect(b.port, { clientId: 'rq', protocolVersion: 5 });
     track(client);
-    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rq/+', qos: 1 }] });
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rq/+', qos: 1 }], properties: { subscriptionIdentifier: 5 } });
     await client.next('suback');
     const p = asPublish(await client.next('publish'));
     assert.equal(p.qos, 1);
     assert.equal(p.retain, true);
+    assert.deepEqual(p.properties?.subscriptionIdentifier, 5);
   });
 });
 

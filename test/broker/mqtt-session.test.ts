@@ -154,24 +154,29 @@ test('queueQos0Offline: QoS 0 messages are queued for offline persistent session
   );
 });
 
-test('offline queue bound: drop-oldest keeps the newest maxQueuedMessages', async () => {
-  await withBroker(
-    async (b, track) => {
-      const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
-      await c1.subscribeAsync('qb', { qos: 1 });
-      await endClient(c1);
-      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'qb-pub' }));
-      for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
-      const { client } = await RawClient.connect(b.port, { clientId: 'qb', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
-      track(client);
-      const got = (await client.take('publish', 3)).map((p) => asPublish(p).payload.toString());
-      assert.deepEqual(got, ['2', '3', '4']);
-      await client.expectNone('publish', 100);
-      assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
-    },
-    { maxQueuedMessages: 3 },
-  );
-});
+for (const [queueOverflow, expected] of [
+  ['drop-oldest', ['2', '3', '4']],
+  ['drop-new', ['0', '1', '2']],
+] as const) {
+  test(`offline queue bound: ${queueOverflow} keeps ${expected.join(',')} of 0..4 with maxQueuedMessages 3`, async () => {
+    await withBroker(
+      async (b, track) => {
+        const c1 = await connect(b.port, { protocolVersion: 5, clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
+        await c1.subscribeAsync('qb', { qos: 1 });
+        await endClient(c1);
+        const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'qb-pub' }));
+        for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
+        const { client } = await RawClient.connect(b.port, { clientId: 'qb', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+        track(client);
+        const got = (await client.take('publish', 3)).map((p) => asPublish(p).payload.toString());
+        assert.deepEqual(got, expected);
+        await client.expectNone('publish', 100);
+        assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
+      },
+      { maxQueuedMessages: 3, queueOverflow },
+    );
+  });
+}
 
 test('persistent sessions, their subscriptions and offline queues survive a broker restart', async () => {
   let b = await startTestBroker();
@@ -208,6 +213,56 @@ test('persistent sessions, their subscriptions and offline queues survive a brok
       } finally {
         client.destroy();
       }
+    }
+  } finally {
+    await b.stop();
+  }
+});
+
+test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and their packet ids, and inbound QoS 2 stays exactly once', async () => {
+  let b = await startTestBroker();
+  const dataDir = b.config.dataDir;
+  const sub = { clientId: 'rsx', ...persistent[5] };
+  const pubSession = { clientId: 'rsx-pub', ...persistent[5] };
+  try {
+    const s1 = await RawClient.connect(b.port, sub);
+    s1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rsx/#', qos: 2 }] });
+    await s1.client.next('suback');
+    const p1 = await RawClient.connect(b.port, pubSession);
+    p1.client.send({ cmd: 'publish', topic: 'rsx/a', payload: Buffer.from('one'), qos: 1, messageId: 1, dup: false, retain: false });
+    p1.client.send({ cmd: 'publish', topic: 'rsx/b', payload: Buffer.from('two'), qos: 2, messageId: 2, dup: false, retain: false });
+    await p1.client.next('puback');
+    await p1.client.next('pubrec'); // no PUBREL yet
+    const sent = (await s1.client.take('publish', 2)).map(asPublish);
+    s1.client.send({ cmd: 'pubrec', messageId: sent[1].messageId });
+    await s1.client.next('pubrel');
+    s1.client.destroy();
+    p1.client.destroy();
+    await b.stop();
+
+    b = await startTestBroker({ dataDir });
+    const s2 = await RawClient.connect(b.port, sub);
+    try {
+      assert.equal((s2.connack as IConnackPacket).sessionPresent, true);
+      const again = asPublish(await s2.client.next('publish'));
+      assert.deepEqual([again.payload.toString(), again.messageId, again.dup], ['one', sent[0].messageId, true]);
+      assert.equal(((await s2.client.next('pubrel')) as IPubrelPacket).messageId, sent[1].messageId);
+      s2.client.send({ cmd: 'puback', messageId: again.messageId });
+      s2.client.send({ cmd: 'pubcomp', messageId: sent[1].messageId });
+
+      // The publisher re-sends its QoS 2 PUBLISH: acknowledged, not forwarded a second time.
+      const p2 = await RawClient.connect(b.port, pubSession);
+      try {
+        p2.client.send({ cmd: 'publish', topic: 'rsx/b', payload: Buffer.from('two'), qos: 2, messageId: 2, dup: true, retain: false });
+        assert.equal((await p2.client.next('pubrec')).messageId, 2);
+        p2.client.send({ cmd: 'pubrel', messageId: 2 });
+        assert.equal((await p2.client.next('pubcomp')).messageId, 2);
+        await s2.client.expectNone('publish', 200);
+      } finally {
+        p2.client.destroy();
+      }
+    } finally {
+      s2.client.destroy();
     }
   } finally {
     await b.stop();

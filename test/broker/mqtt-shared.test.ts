@@ -116,3 +116,61 @@ test('shared subscription: No Local on a shared subscription is a protocol error
     await client.waitClosed();
   });
 });
+
+test('shared subscription: a QoS 2 delivery in progress is not handed to another member; it completes on reconnect (MQTT-4.8.2-4)', async () => {
+  await withBroker(async (b, track) => {
+    const persistentMember = { clientId: 'q2m', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } };
+    const first = await RawClient.connect(b.port, persistentMember);
+    first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/q2/work', qos: 2 }] });
+    await first.client.next('suback');
+    const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2other' }));
+    const go = collect(other);
+    await other.subscribeAsync('$share/q2/work', { qos: 2 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2pub' }));
+    await pub.publishAsync('work', 'a', { qos: 2 });
+    await pub.publishAsync('work', 'b', { qos: 2 });
+    // One of them went to the raw member, which now drops the connection without PUBREC.
+    const held = asPublish(await first.client.next('publish'));
+    await go.waitFor(1);
+    first.client.destroy();
+    await first.client.waitClosed();
+    await sleep(200);
+    assert.deepEqual(go.messages.map((m) => m.payload.toString()), [held.payload.toString() === 'a' ? 'b' : 'a']);
+    const back = await RawClient.connect(b.port, persistentMember);
+    track(back.client);
+    const again = asPublish(await back.client.next('publish'));
+    assert.equal(again.payload.toString(), held.payload.toString());
+    assert.equal(again.messageId, held.messageId);
+    assert.equal(again.dup, true);
+  });
+});
+
+test('shared subscription: QoS 1 messages queued for a member whose session expires go to another member', async () => {
+  await withBroker(async (b, track) => {
+    const member = (clientId: string, sessionExpiryInterval: number) => ({
+      clientId,
+      protocolVersion: 5 as const,
+      clean: false,
+      properties: { sessionExpiryInterval },
+    });
+    for (const [id, expiry] of [['short', 1], ['long', 60]] as const) {
+      const c = await RawClient.connect(b.port, member(id, expiry));
+      c.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/e/exp', qos: 1 }] });
+      await c.client.next('suback');
+      c.client.send({ cmd: 'disconnect' });
+      await c.client.waitClosed();
+    }
+    // Both members offline: the messages are queued, one each.
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'exp-pub' }));
+    await pub.publishAsync('exp', 'm1', { qos: 1 });
+    await pub.publishAsync('exp', 'm2', { qos: 1 });
+    const back = await RawClient.connect(b.port, member('long', 60));
+    track(back.client);
+    const mine = asPublish(await back.client.next('publish'));
+    back.client.send({ cmd: 'puback', messageId: mine.messageId });
+    // The other member's session expires: its message is handed over.
+    const handed = asPublish(await back.client.next('publish', 5000));
+    back.client.send({ cmd: 'puback', messageId: handed.messageId });
+    assert.deepEqual([mine.payload.toString(), handed.payload.toString()].sort(), ['m1', 'm2']);
+  });
+});

@@ -441,3 +441,41 @@ test('request problem information = false: server DISCONNECT carries no reason s
     }
   });
 });
+
+test('a Subscription Identifier of 0 in SUBSCRIBE is a protocol error (DISCONNECT 0x82)', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'sid0', protocolVersion: 5 });
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a', qos: 0 }], properties: { subscriptionIdentifier: 0 } });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    await client.waitClosed();
+    assert.equal(client.received.filter((p) => p.cmd === 'suback').length, 0);
+  });
+});
+
+test('topic alias broker → client with mqtt.js: the client resolves every alias to the right topic', async () => {
+  await withBroker(async (b, track) => {
+    const sub = track(await connect(b.port, { protocolVersion: 5, clientId: 'ta-mqttjs', properties: { topicAliasMaximum: 3 } }));
+    const g = collect(sub);
+    await sub.subscribeAsync('tm/#', { qos: 1 });
+    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'ta-mqttjs-pub' }));
+    const topics = ['tm/a', 'tm/b', 'tm/a', 'tm/c', 'tm/d', 'tm/b', 'tm/d', 'tm/a'];
+    for (const t of topics) await pub.publishAsync(t, t, { qos: 1 });
+    const ms = await g.waitFor(topics.length);
+    assert.deepEqual(ms.map((m) => m.topic), topics);
+    assert.deepEqual(ms.map((m) => m.payload.toString()), topics);
+    assert.ok(ms.some((m) => m.packet.properties?.topicAlias !== undefined), 'aliases were used');
+  });
+});
+
+test('a server DISCONNECT leaves out its reason string when that would exceed the client\'s Maximum Packet Size', async () => {
+  await withBroker(async (b) => {
+    const { client } = await RawClient.connect(b.port, { clientId: 'small', protocolVersion: 5, properties: { maximumPacketSize: 16 } });
+    client.send({ cmd: 'publish', topic: 'bad/#', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
+    const d = (await client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(d.reasonCode, 0x90);
+    assert.equal(d.properties?.reasonString, undefined);
+    assert.ok(d.length !== undefined && d.length + 2 <= 16, `DISCONNECT of ${d.length} + 2 bytes`);
+    await client.waitClosed();
+  });
+});

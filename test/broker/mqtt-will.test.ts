@@ -162,3 +162,15 @@ test('session takeover publishes the first connection\'s will (no delay), and th
     assert.equal(ms[1].topic, 'wt/2');
   });
 });
+
+test('MQTT 5 DISCONNECT with an error reason code (0x80) publishes the will: only 0x00 deletes it', async () => {
+  await withBroker(async (b, track) => {
+    const w = await watch(b, 'wde/#');
+    track(w.client);
+    const c = await RawClient.connect(b.port, { clientId: 'wde', protocolVersion: 5, will: { topic: 'wde/x', payload: Buffer.from('error'), qos: 1, retain: false } });
+    c.client.send({ cmd: 'disconnect', reasonCode: 0x80 });
+    await c.client.waitClosed();
+    const [m] = await w.waitFor(1);
+    assert.equal(m.payload.toString(), 'error');
+  });
+});

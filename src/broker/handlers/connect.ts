@@ -25,6 +25,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
   }
   if (version === 5 && props.receiveMaximum === 0) return refuse(ch, ReasonCode.ProtocolError, 'receive maximum 0');
+  if (version === 5 && props.maximumPacketSize === 0) return refuse(ch, ReasonCode.ProtocolError, 'maximum packet size 0');
 
   let clientId = packet.clientId;
   let assignedClientId: string | undefined;
@@ -101,6 +102,10 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     (ok) => {
       if (ch.state !== 'authenticating') return;
       if (!ok) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      // A will is a publish by this client: it may not bypass publish authorization.
+      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic)) {
+        return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
+      }
       const opened = ch.broker.openSession(ch, {
         clientId,
         clean: packet.clean ?? true,

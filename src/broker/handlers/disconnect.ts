@@ -11,6 +11,7 @@ export function handleDisconnect(ch: Channel, packet: DisconnectPacket): void {
   }
   const expiry =
     requestedExpiry === undefined ? undefined : Math.min(requestedExpiry, ch.options.maxSessionExpiryInterval);
-  const withWill = ch.protocolVersion === 5 && packet.reasonCode === ReasonCode.DisconnectWithWill;
+  // Only a normal disconnection (0x00) deletes the will; 0x04 and error codes publish it (MQTT-3.1.2-10).
+  const withWill = ch.protocolVersion === 5 && (packet.reasonCode ?? ReasonCode.Success) !== ReasonCode.Success;
   ch.closeByClient(!withWill, expiry);
 }

@@ -37,6 +37,9 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   if (v5 && topic.length === 0) return ch.close(ReasonCode.ProtocolError, 'empty topic name without a topic alias'); // MQTT 5 §3.3.2.3.4
   const topicError = topicNameError(topic);
   if (topicError) return ch.close(ReasonCode.TopicNameInvalid, topicError);
+  if (v5 && props?.subscriptionIdentifier !== undefined) {
+    return ch.close(ReasonCode.ProtocolError, 'a client PUBLISH may not carry a subscription identifier'); // MQTT-3.3.4-6
+  }
   if (v5 && props?.responseTopic !== undefined && topicNameError(props.responseTopic)) {
     return ch.close(ReasonCode.ProtocolError, 'response topic is not a valid topic name');
   }

@@ -8,6 +8,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket): void {
   const session = ch.session!;
   const v5 = ch.protocolVersion === 5;
   const subscriptionId = v5 ? packet.properties?.subscriptionIdentifier : undefined;
+  if (subscriptionId === 0) return ch.close(ReasonCode.ProtocolError, 'subscription identifier 0'); // MQTT 5 §3.8.2.1.2
   const failure = v5 ? ReasonCode.TopicFilterInvalid : 0x80;
   const granted: number[] = [];
   const accepted: StoredSubscription[] = [];
