@@ -60,6 +60,8 @@ export class Channel implements SessionOwner {
   private readonly decoder: PacketDecoder;
   private readonly replies: PendingReply[] = [];
   private readonly heldPackets: Packet[] = [];
+  /** Deliveries in flight before this connection that are still to be re-sent on it. */
+  private resends: OutboundEntry[] = [];
 
   constructor(
     readonly broker: Broker,
@@ -223,14 +225,7 @@ export class Channel implements SessionOwner {
   resumeSession(): void {
     const session = this.session;
     if (!session) return;
-    for (const entry of session.outbound.sentUnfinished()) {
-      const packetId = packetIdOf(entry.seq);
-      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetId });
-      else {
-        const packet = this.publishPacket(entry, packetId, true);
-        if (packet) this.send(packet);
-      }
-    }
+    this.resends = session.outbound.sentUnfinished();
     this.pump();
   }
 
@@ -239,6 +234,20 @@ export class Channel implements SessionOwner {
     if (this.state !== 'connected' || !session) return;
     const queue = session.outbound;
     const window = Math.min(this.client.receiveMaximum, this.options.maxInflight);
+    // Re-sends go first, in order, and count against the client's Receive Maximum like any send (MQTT 5 §4.9).
+    this.resends = this.resends.filter((e) => !e.done);
+    while (this.resends.length > 0 && this.transport.bufferedBytes < this.options.maxWriteBuffer) {
+      if (queue.inflight.size - this.resends.length >= window) return;
+      const entry = this.resends.shift()!;
+      const packetId = packetIdOf(entry.seq);
+      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetId });
+      else {
+        const packet = this.publishPacket(entry, packetId, true);
+        if (packet) this.send(packet);
+        else this.broker.finishDelivery(session, entry);
+      }
+    }
+    if (this.resends.length > 0) return;
     const now = Date.now();
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
