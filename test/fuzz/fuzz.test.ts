@@ -87,22 +87,31 @@ test('fuzz: 2000 bad-input connections against a running broker; it stays up and
       while (fuzzing || published < 50) await pub.publishAsync('good/t', String(++published), { qos: (published % 2) as 0 | 1 });
     })();
 
+    // Every case is drawn up front, so a seed reproduces the same cases whatever the socket timing.
     const corpus = VERSIONS.map((v) => validPackets(v).map((p) => enc(p, v)));
     const kinds = new Map<string, number>();
-    let next = 0;
-    const worker = async () => {
-      while (next < NETWORK_CASES) {
-        const i = next++;
-        const vi = rand.int(VERSIONS.length);
-        const version = VERSIONS[vi];
+    const cases: Buffer[][] = [];
+    for (let i = 0; i < NETWORK_CASES; i++) {
+      const vi = rand.int(VERSIONS.length);
+      const version = VERSIONS[vi];
+      const chunks: Buffer[] = [];
+      // Most cases start with a valid CONNECT (fresh client id), so the bytes reach the handlers.
+      if (rand.int(4) !== 0) chunks.push(enc(connectPacket(version, `fuzz-${i}`), version));
+      if (rand.int(3) === 0) {
+        // A sequence of valid packets in random order (acks for unknown ids, PUBREL first, ...), the last one mutated.
+        kinds.set('sequence', (kinds.get('sequence') ?? 0) + 1);
+        for (let k = rand.int(6); k > 0; k--) chunks.push(rand.pick(corpus[vi]));
+        chunks.push(mutate(rand, rand.pick(corpus[vi])).bytes);
+      } else {
         const { kind, bytes } = mutate(rand, rand.pick(corpus[vi]));
         kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
-        const chunks: Buffer[] = [];
-        // Most cases start with a valid CONNECT (fresh client id), so the bytes reach the handlers.
-        if (rand.int(4) !== 0) chunks.push(enc(connectPacket(version, `fuzz-${i}`), version));
         chunks.push(bytes);
-        await sendCase(b.port, chunks);
       }
+      cases.push(chunks);
+    }
+    let next = 0;
+    const worker = async () => {
+      while (next < cases.length) await sendCase(b.port, cases[next++]);
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
     fuzzing = false;
