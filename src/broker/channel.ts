@@ -53,6 +53,8 @@ export class Channel implements SessionOwner {
   connectExpiryInterval = 0;
   /** QoS 1/2 PUBLISHes received and not yet completed (MQTT 5 Receive Maximum). */
   inboundInflight = 0;
+  /** QoS 2 packet ids counted in inboundInflight on this connection, until their PUBREL. */
+  readonly inboundQos2Counted = new Set<number>();
   readonly inboundAliases = new Map<number, string>();
   readonly outboundAliases = new Map<string, number>();
   /** QoS 2 publishes still being stored, by packet id: a duplicate waits for the original. */

@@ -88,7 +88,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const slot = ch.reserveReply();
   ch.inboundInflight++;
   const cmd = qos === 1 ? 'puback' : 'pubrec';
-  if (qos === 2) session.inboundQos2.set(packetId, false);
+  if (qos === 2) {
+    session.inboundQos2.set(packetId, false);
+    ch.inboundQos2Counted.add(packetId);
+  }
   const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
   if (qos === 2) ch.pendingQos2.set(packetId, stored);
   stored.then(
@@ -106,6 +109,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       if (qos === 2) {
         session.inboundQos2.delete(packetId);
         ch.pendingQos2.delete(packetId);
+        ch.inboundQos2Counted.delete(packetId);
       }
       ch.broker.log.warn({ clientId: ch.clientId, topic, err: e.message }, 'publish not stored');
       if (v5) {

@@ -17,7 +17,8 @@ export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
     .then(() => ch.broker.releaseInbound(session, packetId))
     .then(
       () => {
-        ch.inboundInflight--;
+        // A flow from an earlier connection was not counted on this one (MQTT 5 §4.9: quotas are per connection).
+        if (ch.inboundQos2Counted.delete(packetId)) ch.inboundInflight--;
         ch.fill(slot, { cmd: 'pubcomp', messageId: packetId });
       },
       () => ch.fill(slot, null, true), // the id stays reserved; the client re-sends PUBREL on reconnect
