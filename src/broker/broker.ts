@@ -307,7 +307,7 @@ export class Broker {
   publish(message: Message, origin?: PublishOrigin): Promise<void> {
     this.stats.messagesReceived++;
     const ops: StoreOp[] = [];
-    if (message.retain) this.updateRetained(message, ops);
+    if (message.retain) ops.push(...this.retainedOps(message));
     if (origin?.qos2PacketId !== undefined && origin.session.stored) {
       ops.push({ op: 'putInboundQos2', clientId: origin.session.clientId, packetId: origin.qos2PacketId });
     }
@@ -315,12 +315,16 @@ export class Broker {
     this.route(message, ops, entries);
     if (message.qos === 0) {
       // Nothing to acknowledge: deliver now, store the retained change on the side.
+      if (message.retain) this.setRetained(message);
       for (const entry of entries) entry.ready = true;
       this.pumpAll(entries);
       if (ops.length > 0) this.persistInBackground(ops);
       return Promise.resolve();
     }
-    return this.commitDeliveries(ops, entries);
+    // The retained message changes once stored: a refused publish leaves the previous one (G1).
+    return this.commitDeliveries(ops, entries).then(() => {
+      if (message.retain) this.setRetained(message);
+    });
   }
 
   private commitDeliveries(ops: StoreOp[], entries: OutboundEntry[]): Promise<void> {
@@ -351,13 +355,15 @@ export class Broker {
     }
   }
 
-  private updateRetained(message: Message, ops: StoreOp[]): void {
-    if (message.payload.length === 0) {
-      if (this.retained.delete(message.topic)) ops.push({ op: 'deleteRetained', topic: message.topic });
-      return;
-    }
-    this.retained.set(message.topic, message);
-    ops.push({ op: 'putRetained', message });
+  /** Always a store op, even for a delete: an earlier retained publish may still be committing. */
+  private retainedOps(message: Message): StoreOp[] {
+    if (message.payload.length === 0) return [{ op: 'deleteRetained', topic: message.topic }];
+    return [{ op: 'putRetained', message }];
+  }
+
+  private setRetained(message: Message): void {
+    if (message.payload.length === 0) this.retained.delete(message.topic);
+    else this.retained.set(message.topic, message);
   }
 
   private route(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {

@@ -137,3 +137,30 @@ test('G1: PUBACK waits for the store commit to resolve (MQTT 5 and 3.1.1)', asyn
     await b.stop();
   }
 });
+
+test('G1: a retained QoS 1 message whose store commit failed is not kept as the retained message', async () => {
+  const store = new FaultyStore(new MemoryStore());
+  store.failWhen = (ops) => ops.some((op) => op.op === 'putRetained');
+  const b = await startTestBroker(retryOptions, { store });
+  const clients: RawClient[] = [];
+  try {
+    const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g1-retain-pub' });
+    clients.push(pub);
+    pub.publish('g1/retained', 'kept', 1, 1, { retain: true });
+    assert.equal((await pub.take('puback', (p) => p.messageId === 1)).reasonCode ?? 0, 0);
+
+    store.failNext = 1 + retryOptions.publishMaxRetries;
+    pub.publish('g1/retained', 'refused', 1, 2, { retain: true });
+    assert.equal((await pub.take('puback', (p) => p.messageId === 2)).reasonCode, 0x80);
+
+    const { client: sub } = await RawClient.connect(b.port, 5, { clientId: 'g1-retain-sub' });
+    clients.push(sub);
+    await sub.subscribe('g1/retained', 1);
+    const retained = await sub.take('publish');
+    assert.equal(retained.payload.toString(), 'kept', 'the refused message did not replace the stored retained one');
+    assert.equal(b.broker.retained.get('g1/retained')?.payload.toString(), 'kept');
+  } finally {
+    for (const c of clients) await c.destroy();
+    await b.stop();
+  }
+});

@@ -174,3 +174,31 @@ test('G10: a slow consumer that does not read is bounded: its queue stays within
     await b.stop();
   }
 });
+
+test('G10: SUBSCRIBE / UNSUBSCRIBE without any topic filter is a protocol error (MQTT 5: DISCONNECT 0x82), not a crash', async () => {
+  const b = await startTestBroker();
+  try {
+    for (const [name, bytes] of [
+      ['SUBSCRIBE v5', [0x82, 0x03, 0x00, 0x01, 0x00]],
+      ['UNSUBSCRIBE v5', [0xa2, 0x03, 0x00, 0x01, 0x00]],
+    ] as const) {
+      const { client } = await RawClient.connect(b.port, 5, { clientId: 'g10-empty5' });
+      client.writeRaw(Buffer.from(bytes));
+      await client.waitClosed();
+      const d = await client.take('disconnect');
+      assert.equal(d.reasonCode, 0x82, name);
+    }
+    for (const [name, bytes] of [
+      ['SUBSCRIBE 3.1.1', [0x82, 0x02, 0x00, 0x01]],
+      ['UNSUBSCRIBE 3.1.1', [0xa2, 0x02, 0x00, 0x01]],
+    ] as const) {
+      const { client } = await RawClient.connect(b.port, 4, { clientId: 'g10-empty4' });
+      client.writeRaw(Buffer.from(bytes));
+      await client.waitClosed();
+      assert.deepEqual(client.received.map((p) => p.cmd), ['connack'], name);
+    }
+    await roundTrip(b.port);
+  } finally {
+    await b.stop();
+  }
+});

@@ -98,3 +98,71 @@ test('G3 after kill -9: unacked and queued QoS 1 deliveries are re-sent with the
     await broker.stop();
   }
 });
+
+/** Receives `total` QoS 1 PUBLISHes; acks only what has arrived, and reports the most ever unacknowledged. */
+async function receiveWithinWindow(sub: RawClient, total: number): Promise<{ payloads: string[]; maxUnacked: number }> {
+  const got: string[] = [];
+  let maxUnacked = 0;
+  while (got.length < total) {
+    await sub.take('publish', undefined, 5000);
+    await sub.ping(); // everything the broker sent so far has arrived
+    const unacked = sub.all('publish').slice(got.length);
+    maxUnacked = Math.max(maxUnacked, unacked.length);
+    for (const p of unacked) {
+      got.push(p.payload.toString());
+      sub.send({ cmd: 'puback', messageId: p.messageId });
+    }
+  }
+  return { payloads: got, maxUnacked };
+}
+
+test('G3 MQTT 5: re-sends on reconnect respect the Receive Maximum of the new connection (§4.9)', async () => {
+  const b = await startTestBroker();
+  const clients: RawClient[] = [];
+  try {
+    const { client: sub0 } = await RawClient.connect(b.port, 5, { clientId: 'g3w-sub', properties: { sessionExpiryInterval: 300, receiveMaximum: 10 } });
+    clients.push(sub0);
+    await sub0.subscribe('g3w/#', 1);
+    const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g3w-pub' });
+    clients.push(pub);
+    for (let i = 1; i <= 12; i++) await publishAcked(pub, 'g3w/t', `w${i}`, i);
+    await sub0.take('publish', (p) => p.payload.toString() === 'w10');
+    await sub0.ping();
+    assert.equal(sub0.all('publish').length, 10, 'the first connection gets its Receive Maximum of 10');
+    await sub0.destroy();
+
+    const { client: sub } = await RawClient.connect(b.port, 5, { clientId: 'g3w-sub', clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 3 } });
+    clients.push(sub);
+    const { payloads: got, maxUnacked } = await receiveWithinWindow(sub, 12);
+    assert.deepEqual(got, Array.from({ length: 12 }, (_, i) => `w${i + 1}`));
+    assert.ok(maxUnacked <= 3, `at most 3 unacknowledged PUBLISHes, saw ${maxUnacked}`);
+  } finally {
+    for (const c of clients) await c.destroy();
+    await b.stop();
+  }
+});
+
+test('G3 after kill -9: queued messages restored from the store are sent within the client\'s Receive Maximum', async () => {
+  const broker = new BrokerOnDisk();
+  const clients: RawClient[] = [];
+  try {
+    let port = await broker.start();
+    const { client: sub0 } = await RawClient.connect(port, 5, persistent(5, 'g3wc-sub'));
+    await sub0.subscribe('g3wc/#', 1);
+    await sub0.disconnect();
+    const { client: pub } = await RawClient.connect(port, 5, { clientId: 'g3wc-pub' });
+    clients.push(pub);
+    for (let i = 1; i <= 30; i++) pub.publish('g3wc/t', `q${i}`, 1, i);
+    for (let i = 1; i <= 30; i++) await pub.take('puback', (p) => p.messageId === i);
+
+    port = await broker.restart();
+    const { client: sub } = await RawClient.connect(port, 5, { clientId: 'g3wc-sub', clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 5 } });
+    clients.push(sub);
+    const { payloads: got, maxUnacked } = await receiveWithinWindow(sub, 30);
+    assert.deepEqual(got, Array.from({ length: 30 }, (_, i) => `q${i + 1}`));
+    assert.ok(maxUnacked <= 5, `at most 5 unacknowledged PUBLISHes, saw ${maxUnacked}`);
+  } finally {
+    for (const c of clients) await c.destroy();
+    await broker.stop();
+  }
+});

@@ -251,3 +251,34 @@ test('channel: an unsupported protocol version gets CONNACK 0x01 (3.1.1 code) an
     assert.deepEqual(Buffer.concat(t.written), Buffer.from([0x20, 0x02, 0x00, 0x01]));
   });
 });
+
+test('channel: Receive Maximum is enforced after PUBRELs for QoS 2 flows of an earlier connection (DISCONNECT 0x93)', async () => {
+  await withBroker(
+    async (broker, store) => {
+      const props = { sessionExpiryInterval: 60 };
+      const { ch: first } = await connected(broker, 5, { clientId: 'rm', properties: props });
+      for (const id of [1, 2]) {
+        first.receive(enc({ cmd: 'publish', topic: 'rm/t', payload: Buffer.from('q2'), qos: 2, dup: false, retain: false, messageId: id }, 5));
+      }
+      await settle();
+      first.transportClosed();
+
+      const { ch, t } = await connected(broker, 5, { clientId: 'rm', clean: false, properties: props });
+      ch.receive(enc({ cmd: 'pubrel', messageId: 1 }, 5));
+      ch.receive(enc({ cmd: 'pubrel', messageId: 2 }, 5));
+      await settle();
+      assert.deepEqual(t.cmds(5), ['connack', 'pubcomp', 'pubcomp']);
+      assert.equal(ch.inboundInflight, 0, 'the released flows were not counted on this connection');
+
+      store.hold(); // no PUBACK until released: the QoS 1 publishes stay in flight
+      for (const id of [10, 11, 12]) {
+        ch.receive(enc({ cmd: 'publish', topic: 'rm/t', payload: Buffer.from('q1'), qos: 1, dup: false, retain: false, messageId: id }, 5));
+      }
+      assert.equal(t.closed, true, 'a third unacknowledged QoS 1 PUBLISH exceeds Receive Maximum 2');
+      const last = t.packets(5).at(-1);
+      assert.equal(last?.cmd, 'disconnect');
+      if (last?.cmd === 'disconnect') assert.equal(last.reasonCode, 0x93);
+    },
+    { receiveMaximum: 2 },
+  );
+});

@@ -114,6 +114,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
         ch.inboundQos2Counted.delete(packetId);
         session.inboundQos2.delete(packetId);
         ch.pendingQos2.delete(packetId);
+        ch.inboundQos2Counted.delete(packetId);
       }
       ch.broker.log.warn({ clientId: ch.clientId, topic, err: e.message }, 'publish not stored');
       if (v5) {

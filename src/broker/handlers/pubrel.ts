@@ -17,6 +17,7 @@ export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
     .then(() => ch.broker.releaseInbound(session, packetId))
     .then(
       () => {
+        // A flow from an earlier connection was not counted on this one (MQTT 5 §4.9: quotas are per connection).
         if (ch.inboundQos2Counted.delete(packetId)) ch.inboundInflight--;
         ch.fill(slot, { cmd: 'pubcomp', messageId: packetId });
       },

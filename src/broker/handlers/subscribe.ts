@@ -5,6 +5,7 @@ import type { StoredSubscription } from '../../store/types';
 import type { Channel } from '../channel';
 
 export function handleSubscribe(ch: Channel, packet: SubscribePacket): void {
+  if (packet.subscriptions.length === 0) return ch.close(ReasonCode.ProtocolError, 'SUBSCRIBE without a topic filter'); // MQTT-3.8.3-2
   const session = ch.session!;
   const v5 = ch.protocolVersion === 5;
   const subscriptionId = v5 ? packet.properties?.subscriptionIdentifier : undefined;

@@ -3,6 +3,7 @@ import { ReasonCode } from '../../protocol/reason-codes';
 import type { Channel } from '../channel';
 
 export function handleUnsubscribe(ch: Channel, packet: UnsubscribePacket): void {
+  if (packet.unsubscriptions.length === 0) return ch.close(ReasonCode.ProtocolError, 'UNSUBSCRIBE without a topic filter'); // MQTT-3.10.3-2
   const session = ch.session!;
   const slot = ch.reserveReply();
   const { existed, durable } = ch.broker.unsubscribe(session, packet.unsubscriptions);
