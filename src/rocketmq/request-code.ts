@@ -1,0 +1,17 @@
+// Request codes from org.apache.rocketmq.remoting.protocol.RequestCode (only those this client sends).
+export const RequestCode = {
+  SEND_MESSAGE: 10,
+  PULL_MESSAGE: 11,
+  QUERY_CONSUMER_OFFSET: 14,
+  UPDATE_CONSUMER_OFFSET: 15,
+  UPDATE_AND_CREATE_TOPIC: 17,
+  SEARCH_OFFSET_BY_TIMESTAMP: 29,
+  GET_MAX_OFFSET: 30,
+  GET_MIN_OFFSET: 31,
+  HEART_BEAT: 34,
+  UNREGISTER_CLIENT: 35,
+  GET_ROUTEINFO_BY_TOPIC: 105,
+  GET_BROKER_CLUSTER_INFO: 106,
+  SEND_MESSAGE_V2: 310,
+  SEND_BATCH_MESSAGE: 320,
+} as const;
