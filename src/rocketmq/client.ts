@@ -14,7 +14,7 @@ import {
   isSafeToRetry,
   isTransient,
 } from './errors';
-import { MessageProperty, OutgoingMessage } from './message';
+import { MessageProperty, OutgoingMessage, bodyBuffer } from './message';
 import { lmqOffsetsOf } from './message-decoder';
 import { consumerOffsetFrom, encodeGetMaxOffset, encodeGetMinOffset, encodeQueryConsumerOffset, encodeUpdateConsumerOffset, offsetFrom } from './offsets';
 import {
@@ -161,9 +161,21 @@ export class RocketMQClient {
    */
   async sendToLmqs(msg: OutgoingMessage, lmqNames: readonly string[], options: LmqSendOptions = {}): Promise<LmqSendResult> {
     const { names, value } = lmqDispatchValue(lmqNames);
+    if (bodyBuffer(msg.body).length === 0) {
+      // Empty bodies can only be stored as a batch of one (see encodeSend), and batches skip multi-dispatch.
+      throw new InvalidArgumentError('RocketMQ cannot dispatch a message with an empty body to LMQs; wrap the payload');
+    }
     const result = await this.sendWithProperties(msg, options, { [MessageProperty.INNER_MULTI_DISPATCH]: value });
     let lmqOffsets = new Map<string, number>();
-    if (options.resolveLmqOffsets ?? true) lmqOffsets = await this.readLmqOffsets(result);
+    if (options.resolveLmqOffsets ?? true) {
+      lmqOffsets = await this.readLmqOffsets(result);
+      const missing = names.filter((n) => !lmqOffsets.has(n));
+      if (missing.length > 0) {
+        throw new RocketMQError(
+          `broker ${result.queue.brokerName} stored the message but did not dispatch it to ${missing.join(', ')} (are enableLmq and enableMultiDispatch on?)`,
+        );
+      }
+    }
     return { ...result, lmqNames: names, lmqOffsets };
   }
 

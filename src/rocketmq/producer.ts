@@ -129,6 +129,12 @@ function sendHeader(topic: string, queue: MessageQueue, sysFlag: number, flag: n
 
 export function encodeSend(msg: OutgoingMessage, queue: MessageQueue, options: EncodeOptions): EncodedSend {
   if (!msg.topic) throw new InvalidArgumentError('message topic is required');
+  if (bodyBuffer(msg.body).length === 0) {
+    // SEND_MESSAGE_V2 with an empty body makes the broker fail (NullPointerException in
+    // AbstractSendMessageProcessor.buildMsgContext); a batch of one stores an empty body fine.
+    const batch = encodeBatchSend([msg], queue, options);
+    return { spec: batch.spec, uniqKey: batch.uniqKeys[0] as string };
+  }
   const uniqKey = createUniqKey();
   const properties = buildProperties(msg, uniqKey, options.extraProperties);
   const { body, sysFlag } = maybeCompress(bodyBuffer(msg.body), options);
