@@ -41,3 +41,12 @@ export function encodeHeartbeat(clientId: string, producerGroup: string): Reques
   });
   return { code: RequestCode.HEART_BEAT, extFields: {}, body: Buffer.from(body, 'utf8') };
 }
+
+/** SubscriptionGroupConfig with defaults for every field but the name (fastjson keeps Java's defaults). */
+export function encodeCreateConsumerGroup(group: string): RequestSpec {
+  return {
+    code: RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+    extFields: {},
+    body: Buffer.from(JSON.stringify({ groupName: group, consumeEnable: true, consumeFromMinEnable: true, consumeBroadcastEnable: true }), 'utf8'),
+  };
+}

@@ -1,14 +1,16 @@
 // RocketMQClient: the public face of src/rocketmq. Routes through the namesrv, talks to brokers.
 import { RemotingCommand } from './codec';
 import { ConnectionOptions, RequestSpec } from './connection';
-import { CreateTopicOptions, encodeCreateTopic, encodeHeartbeat } from './admin';
+import { CreateTopicOptions, encodeCreateConsumerGroup, encodeCreateTopic, encodeHeartbeat } from './admin';
 import { DEFAULT_CONSUMER_GROUP, PullOptions, PullResult, decodePullResponse, encodePull } from './consumer';
 import {
   ClientClosedError,
   InvalidArgumentError,
   NoRouteError,
   RemotingConnectError,
+  ResponseCode,
   RocketMQError,
+  SubscriptionError,
   TopicExistAlreadyError,
   TopicNotExistError,
   isSafeToRetry,
@@ -260,10 +262,30 @@ export class RocketMQClient {
     return this.idempotent(queue.brokerName, encodeQueryConsumerOffset(group, queue), undefined, (r, a) => consumerOffsetFrom(r, a));
   }
 
-  updateConsumerOffset(group: string, queue: MessageQueue, offset: number): Promise<void> {
-    return this.idempotent(queue.brokerName, encodeUpdateConsumerOffset(group, queue, offset), undefined, (r, a) => {
-      offsetFrom({ ...r, extFields: { ...r.extFields, offset: String(offset) } }, a, RequestCode.UPDATE_CONSUMER_OFFSET);
-    });
+  /**
+   * Commits the group's offset for the queue. Brokers refuse offsets of unknown (non-%LMQ%) groups,
+   * so an unknown group is created on that broker first.
+   */
+  async updateConsumerOffset(group: string, queue: MessageQueue, offset: number): Promise<void> {
+    const update = (): Promise<void> =>
+      this.idempotent(queue.brokerName, encodeUpdateConsumerOffset(group, queue, offset), undefined, (r, a) => {
+        offsetFrom({ ...r, extFields: { ...r.extFields, offset: String(offset) } }, a, RequestCode.UPDATE_CONSUMER_OFFSET);
+      });
+    try {
+      await update();
+    } catch (err) {
+      if (!(err instanceof SubscriptionError && err.code === ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST)) throw err;
+      await this.createConsumerGroup(group, { brokerNames: [queue.brokerName] });
+      await update();
+    }
+  }
+
+  /** Creates a consumer (subscription) group on the given brokers, or on every registered broker. */
+  async createConsumerGroup(group: string, options: { brokerNames?: string[] } = {}): Promise<void> {
+    this.assertOpen();
+    const names = options.brokerNames ?? [...(await this.routes.clusterInfo()).brokerAddrTable.keys()];
+    const spec = encodeCreateConsumerGroup(group);
+    for (const name of names) await this.remoting.requestOk(await this.routes.brokerAddress(name), spec);
   }
 
   // ---- admin ----
