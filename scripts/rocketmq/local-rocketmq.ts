@@ -118,7 +118,7 @@ export function assertPortFree(port: number, what: string): Promise<void> {
       reject(
         new LocalRocketMQError(
           err.code === 'EADDRINUSE'
-            ? `port 127.0.0.1:${port} (${what}) is already in use; stop whatever holds it or choose other ports (ROCKETMQ_NAMESRV_PORT / ROCKETMQ_BROKER_PORT)`
+            ? `port 127.0.0.1:${port} (${what}) is already in use; stop whatever holds it or choose other ports (see docs/rocketmq.md)`
             : `cannot bind 127.0.0.1:${port} (${what}): ${err.message}`,
         ),
       );
