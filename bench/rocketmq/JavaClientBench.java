@@ -77,6 +77,13 @@ public class JavaClientBench {
         List<MessageQueue> queues = new java.util.ArrayList<>(consumer.fetchSubscribeMessageQueues(topic));
         long pulled = 0;
         long bytes = 0;
+        // Warm-up (untimed): the first pulls of a run pay for JIT compilation on both sides.
+        long warmOffset = 0;
+        for (int i = 0; i < warmup / 32; i++) {
+            PullResult r = consumer.pull(queues.get(0), "*", warmOffset, 32);
+            if (r.getPullStatus() != PullStatus.FOUND) break;
+            warmOffset = r.getNextBeginOffset();
+        }
         long t2 = System.nanoTime();
         for (MessageQueue mq : queues) {
             long offset = 0;

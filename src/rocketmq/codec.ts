@@ -44,32 +44,34 @@ export function isResponse(cmd: RemotingCommand): boolean {
 }
 
 function encodeRocketMQHeader(cmd: RemotingCommand): Buffer {
-  const remark = cmd.remark ? Buffer.from(cmd.remark, 'utf8') : undefined;
-  const entries: Array<[Buffer, Buffer]> = [];
-  let extLen = 0;
-  for (const key of Object.keys(cmd.extFields)) {
+  // Two passes (measure, then write in place) avoid a Buffer per key and value on the hot path.
+  const remarkLength = cmd.remark ? Buffer.byteLength(cmd.remark, 'utf8') : 0;
+  let extLength = 0;
+  const keys = Object.keys(cmd.extFields);
+  for (const key of keys) {
     const value = cmd.extFields[key];
     if (value === undefined) continue;
-    const k = Buffer.from(key, 'utf8');
-    const v = Buffer.from(value, 'utf8');
-    entries.push([k, v]);
-    extLen += 2 + k.length + 4 + v.length;
+    extLength += 2 + Buffer.byteLength(key, 'utf8') + 4 + Buffer.byteLength(value, 'utf8');
   }
-  const header = Buffer.allocUnsafe(2 + 1 + 2 + 4 + 4 + 4 + (remark?.length ?? 0) + 4 + extLen);
+  const header = Buffer.allocUnsafe(2 + 1 + 2 + 4 + 4 + 4 + remarkLength + 4 + extLength);
   let o = 0;
   o = header.writeInt16BE(cmd.code, o);
   o = header.writeInt8(cmd.language, o);
   o = header.writeInt16BE(cmd.version, o);
   o = header.writeInt32BE(cmd.opaque, o);
   o = header.writeInt32BE(cmd.flag, o);
-  o = header.writeInt32BE(remark?.length ?? 0, o);
-  if (remark) o += remark.copy(header, o);
-  o = header.writeInt32BE(extLen, o);
-  for (const [k, v] of entries) {
-    o = header.writeInt16BE(k.length, o);
-    o += k.copy(header, o);
-    o = header.writeInt32BE(v.length, o);
-    o += v.copy(header, o);
+  o = header.writeInt32BE(remarkLength, o);
+  if (cmd.remark) o += header.write(cmd.remark, o, 'utf8');
+  o = header.writeInt32BE(extLength, o);
+  for (const key of keys) {
+    const value = cmd.extFields[key];
+    if (value === undefined) continue;
+    const keyLength = header.write(key, o + 2, 'utf8');
+    header.writeInt16BE(keyLength, o);
+    o += 2 + keyLength;
+    const valueLength = header.write(value, o + 4, 'utf8');
+    header.writeInt32BE(valueLength, o);
+    o += 4 + valueLength;
   }
   return header;
 }

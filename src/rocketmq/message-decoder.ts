@@ -135,8 +135,13 @@ export function decompressBody(body: Buffer, sysFlag: number): Buffer {
   }
 }
 
+/** int64 as a JS number (exact below 2^53, which offsets and timestamps stay under); no BigInt on the hot path. */
 function readLong(buf: Buffer, offset: number): number {
-  return Number(buf.readBigInt64BE(offset));
+  return buf.readInt32BE(offset) * 4294967296 + buf.readUInt32BE(offset + 4);
+}
+
+function need(p: number, n: number, end: number, offset: number, what: string): void {
+  if (p + n > end) throw new MessageDecodeError(`message at ${offset} truncated reading ${what}`);
 }
 
 /** Decodes one stored message starting at `offset`; returns it and the offset of the next one. */
@@ -153,10 +158,7 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   else if (magic === MESSAGE_MAGIC_CODE_V2) magicVersion = 2;
   else throw new MessageDecodeError(`unknown message magic code ${magic} at ${offset}`);
   let p = offset + 8;
-  const need = (n: number, what: string): void => {
-    if (p + n > end) throw new MessageDecodeError(`message at ${offset} truncated reading ${what}`);
-  };
-  need(4 + 4 + 4 + 8 + 8 + 4 + 8, 'fixed fields');
+  need(p, 4 + 4 + 4 + 8 + 8 + 4 + 8, end, offset, 'fixed fields');
   const bodyCrc = buf.readInt32BE(p);
   const queueId = buf.readInt32BE(p + 4);
   const flag = buf.readInt32BE(p + 8);
@@ -166,23 +168,23 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   const bornTimestamp = readLong(buf, p + 32);
   p += 40;
   const bornIpLength = (sysFlag & MessageSysFlag.BORNHOST_V6) === 0 ? 4 : 16;
-  need(bornIpLength + 4 + 8, 'born host');
+  need(p, bornIpLength + 4 + 8, end, offset, 'born host');
   const bornHost = hostString(buf, p, bornIpLength, buf.readInt32BE(p + bornIpLength));
   p += bornIpLength + 4;
   const storeTimestamp = readLong(buf, p);
   p += 8;
   const storeIpLength = (sysFlag & MessageSysFlag.STOREHOST_V6) === 0 ? 4 : 16;
-  need(storeIpLength + 4, 'store host');
+  need(p, storeIpLength + 4, end, offset, 'store host');
   const storeHostBytes = buf.subarray(p, p + storeIpLength + 4);
   const storeHost = hostString(buf, p, storeIpLength, buf.readInt32BE(p + storeIpLength));
   p += storeIpLength + 4;
-  need(4 + 8 + 4, 'reconsume times / body length');
+  need(p, 4 + 8 + 4, end, offset, 'reconsume times / body length');
   const reconsumeTimes = buf.readInt32BE(p);
   const preparedTransactionOffset = readLong(buf, p + 4);
   const bodyLength = buf.readInt32BE(p + 12);
   p += 16;
   if (bodyLength < 0) throw new MessageDecodeError(`negative body length at ${offset}`);
-  need(bodyLength, 'body');
+  need(p, bodyLength, end, offset, 'body');
   let body: Buffer = Buffer.from(buf.subarray(p, p + bodyLength)); // copy: do not pin the whole response buffer
   p += bodyLength;
   if ((sysFlag & MessageSysFlag.COMPRESSED) !== 0 && bodyLength > 0) {
@@ -191,24 +193,24 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   }
   let topicLength: number;
   if (magicVersion === 1) {
-    need(1, 'topic length');
+    need(p, 1, end, offset, 'topic length');
     topicLength = buf.readUInt8(p);
     p += 1;
   } else {
-    need(2, 'topic length');
+    need(p, 2, end, offset, 'topic length');
     topicLength = buf.readUInt16BE(p);
     p += 2;
   }
-  need(topicLength, 'topic');
+  need(p, topicLength, end, offset, 'topic');
   const topic = buf.toString('utf8', p, p + topicLength);
   p += topicLength;
-  need(2, 'properties length');
+  need(p, 2, end, offset, 'properties length');
   const propertiesLength = buf.readUInt16BE(p);
   p += 2;
-  need(propertiesLength, 'properties');
+  need(p, propertiesLength, end, offset, 'properties');
   const properties = propertiesLength > 0 ? decodeProperties(buf.toString('utf8', p, p + propertiesLength)) : {};
   const keys = properties[MessageProperty.KEYS];
-  const offsetMsgId = Buffer.concat([storeHostBytes, bigEndianLong(commitLogOffset)]).toString('hex').toUpperCase();
+  const offsetMsgId = (storeHostBytes.toString('hex') + commitLogOffset.toString(16).padStart(16, '0')).toUpperCase();
   return {
     message: {
       topic,
@@ -235,12 +237,6 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
     },
     next: end,
   };
-}
-
-function bigEndianLong(value: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeBigInt64BE(BigInt(value));
-  return b;
 }
 
 /**
