@@ -25,11 +25,30 @@ export const MessageSysFlag = {
 /** Upper bound for a decompressed body, so a small compressed body cannot exhaust memory. */
 export const MAX_DECOMPRESSED_BODY_BYTES = 64 * 1024 * 1024;
 
-function hostString(buf: Buffer, offset: number, ipLength: 4 | 16, port: number): string {
-  if (ipLength === 4) return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}:${port}`;
+// A pull response usually carries messages from a handful of hosts; cache their text forms.
+const ipv4HostCache = new Map<number, { text: string; hex: string }>();
+
+function ipv4Host(buf: Buffer, offset: number): { text: string; hex: string } {
+  const ip = buf.readUInt32BE(offset);
+  const port = buf.readInt32BE(offset + 4);
+  const key = ip * 65536 + (port & 0xffff);
+  let entry = ipv4HostCache.get(key);
+  if (entry === undefined) {
+    if (ipv4HostCache.size >= 4096) ipv4HostCache.clear();
+    entry = {
+      text: `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}:${port}`,
+      hex: buf.toString('hex', offset, offset + 8).toUpperCase(),
+    };
+    ipv4HostCache.set(key, entry);
+  }
+  return entry;
+}
+
+function hostInfo(buf: Buffer, offset: number, ipLength: 4 | 16): { text: string; hex: string } {
+  if (ipLength === 4) return ipv4Host(buf, offset);
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(buf.readUInt16BE(offset + i).toString(16));
-  return `[${groups.join(':')}]:${port}`;
+  return { text: `[${groups.join(':')}]:${buf.readInt32BE(offset + 16)}`, hex: buf.toString('hex', offset, offset + 20).toUpperCase() };
 }
 
 /** LZ4 block decompression (the format lz4-java writes inside LZ4FrameOutputStream). */
@@ -169,14 +188,13 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   p += 40;
   const bornIpLength = (sysFlag & MessageSysFlag.BORNHOST_V6) === 0 ? 4 : 16;
   need(p, bornIpLength + 4 + 8, end, offset, 'born host');
-  const bornHost = hostString(buf, p, bornIpLength, buf.readInt32BE(p + bornIpLength));
+  const bornHost = hostInfo(buf, p, bornIpLength).text;
   p += bornIpLength + 4;
   const storeTimestamp = readLong(buf, p);
   p += 8;
   const storeIpLength = (sysFlag & MessageSysFlag.STOREHOST_V6) === 0 ? 4 : 16;
   need(p, storeIpLength + 4, end, offset, 'store host');
-  const storeHostBytes = buf.subarray(p, p + storeIpLength + 4);
-  const storeHost = hostString(buf, p, storeIpLength, buf.readInt32BE(p + storeIpLength));
+  const storeHostInfo = hostInfo(buf, p, storeIpLength);
   p += storeIpLength + 4;
   need(p, 4 + 8 + 4, end, offset, 'reconsume times / body length');
   const reconsumeTimes = buf.readInt32BE(p);
@@ -185,7 +203,9 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   p += 16;
   if (bodyLength < 0) throw new MessageDecodeError(`negative body length at ${offset}`);
   need(p, bodyLength, end, offset, 'body');
-  let body: Buffer = Buffer.from(buf.subarray(p, p + bodyLength)); // copy: do not pin the whole response buffer
+  // Copy so that a kept message does not pin the whole response buffer.
+  let body: Buffer = Buffer.allocUnsafe(bodyLength);
+  buf.copy(body, 0, p, p + bodyLength);
   p += bodyLength;
   if ((sysFlag & MessageSysFlag.COMPRESSED) !== 0 && bodyLength > 0) {
     body = decompressBody(body, sysFlag);
@@ -210,7 +230,7 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
   need(p, propertiesLength, end, offset, 'properties');
   const properties = propertiesLength > 0 ? decodeProperties(buf.toString('utf8', p, p + propertiesLength)) : {};
   const keys = properties[MessageProperty.KEYS];
-  const offsetMsgId = (storeHostBytes.toString('hex') + commitLogOffset.toString(16).padStart(16, '0')).toUpperCase();
+  const offsetMsgId = storeHostInfo.hex + commitLogOffset.toString(16).toUpperCase().padStart(16, '0');
   return {
     message: {
       topic,
@@ -224,7 +244,7 @@ export function decodeMessage(buf: Buffer, offset: number): { message: Message; 
       bornTimestamp,
       bornHost,
       storeTimestamp,
-      storeHost,
+      storeHost: storeHostInfo.text,
       reconsumeTimes,
       preparedTransactionOffset,
       magicVersion,
