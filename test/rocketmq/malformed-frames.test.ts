@@ -113,3 +113,26 @@ test('a server that closes mid-request fails the request with RemotingConnection
     conn.close();
   }
 });
+
+test('a one-way request reaches the server with the one-way flag and expects no response', async () => {
+  const conn = new RemotingConnection(address);
+  try {
+    const seen: Array<{ code: number; flag: number }> = [];
+    const received = new Promise<void>((resolve) => {
+      nextReply = () => undefined;
+      server.once('connection', (socket: net.Socket) => {
+        const decoder = new FrameDecoder();
+        socket.on('data', (data) => {
+          for (const cmd of decoder.push(data)) seen.push({ code: cmd.code, flag: cmd.flag });
+          if (seen.length > 0) resolve();
+        });
+      });
+    });
+    await conn.oneway({ code: 15, extFields: { k: 'v' } });
+    await received;
+    assert.deepEqual(seen[0], { code: 15, flag: 2 });
+    assert.equal(conn.inFlight, 0);
+  } finally {
+    conn.close();
+  }
+});

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { InvalidArgumentError, InvalidParameterError, RocketMQClient } from '../../src/rocketmq';
 import { MessageSysFlag } from '../../src/rocketmq/message-decoder';
 import { queueIndexForKey } from '../../src/rocketmq/producer';
-import { newClient, pullMessages, uniqueName } from './helpers';
+import { namesrvAddr, newClient, pullMessages, uniqueName } from './helpers';
 
 let client: RocketMQClient;
 let topic: string;
@@ -139,4 +139,17 @@ test('pull statuses: NO_NEW_MSG at the end, OFFSET_ILLEGAL beyond it, NO_MATCHED
   const filtered = await client.pull(queue, max - 1, { subscription: 'B' });
   assert.equal(filtered.status, 'NO_MATCHED_MSG');
   assert.equal(filtered.nextBeginOffset, max);
+});
+
+test('several name servers: an unreachable first one fails over to the next; heartbeat registers', async () => {
+  const failover = newClient({ namesrvAddr: ['127.0.0.1:1', namesrvAddr()] });
+  try {
+    const route = await failover.getTopicRoute(topic);
+    assert.ok(route.queues.some((q) => q.brokerName === 'broker-a'));
+    await failover.heartbeat();
+    const sent = await failover.send({ topic, body: 'via failover' });
+    assert.equal(sent.queue.topic, topic);
+  } finally {
+    failover.close();
+  }
 });
