@@ -23,7 +23,50 @@ if (files.length === 0) {
   console.error('no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-});
-process.exit(r.status ?? 1);
+// RocketMQ: tests under rocketmq/ or cluster/ need a real one. Start it once here (same module as
+// `npm run rocketmq:start`, own work dir and ports), hand its address to the tests, stop it afterwards.
+// Set ROCKETMQ_NAMESRV to use a RocketMQ you run yourself instead (restart tests are then skipped).
+async function withRocketMQ(run) {
+  const needsRocketMQ = files.some((f) => path.relative(root, f).split(path.sep).some((d) => d === 'rocketmq' || d === 'cluster'));
+  if (!needsRocketMQ || process.env.ROCKETMQ_NAMESRV) return run({});
+  const local = require(path.join(__dirname, '..', 'dist', 'scripts', 'rocketmq', 'local-rocketmq.js'));
+  const workDir = path.join(__dirname, '..', '.rocketmq', 'test');
+  await local.stopLocalRocketMQ(workDir); // leftovers of an interrupted run (only PIDs recorded there)
+  fs.rmSync(workDir, { recursive: true, force: true });
+  const namesrvPort = Number(process.env.ROCKETMQ_TEST_NAMESRV_PORT || 29876);
+  const brokerPort = Number(process.env.ROCKETMQ_TEST_BROKER_PORT || 30911);
+  const stop = () => local.stopLocalRocketMQ(workDir, (line) => console.error(`rocketmq: ${line}`));
+  const onSignal = () => stop().finally(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const started = await local.startLocalRocketMQ({
+      workDir,
+      namesrvPort,
+      brokers: [{ name: 'broker-a', port: brokerPort }],
+      log: (line) => console.error(`rocketmq: ${line}`),
+    });
+    console.error(`rocketmq: test instance ready at ${started.namesrvAddr}`);
+    return run({
+      ROCKETMQ_NAMESRV: started.namesrvAddr,
+      ROCKETMQ_TEST_WORK_DIR: workDir,
+      ROCKETMQ_TEST_BROKER_PORT: String(brokerPort),
+    });
+  } finally {
+    await stop();
+  }
+}
+
+withRocketMQ((env) => {
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+    stdio: 'inherit',
+    env: { ...process.env, ...env },
+  });
+  return r.status ?? 1;
+}).then(
+  (status) => process.exit(status),
+  (err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
