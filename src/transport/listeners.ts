@@ -43,7 +43,7 @@ export class Listeners {
     let wsPort = 0;
     if (this.options.wsPort > 0) {
       this.wsHttp = http.createServer((_req, res) => res.writeHead(426).end('MQTT over WebSocket: connect to /mqtt\n'));
-      this.ws = new WebSocketServer({ server: this.wsHttp, path: '/mqtt', handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) });
+      this.ws = new WebSocketServer({ server: this.wsHttp, path: '/mqtt', handleProtocols: selectSubprotocol });
       this.ws.on('connection', (socket, req) => this.acceptWs(socket, req.socket.remoteAddress ?? ''));
       await listen(this.wsHttp, this.options.wsPort, this.options.host);
       wsPort = (this.wsHttp.address() as net.AddressInfo).port;
@@ -133,6 +133,13 @@ export class Listeners {
       channel.transportClosed();
     });
   }
+}
+
+/** MQTT over WebSocket asks for "mqtt"; MQTT 3.1 clients ask for "mqttv3.1". */
+function selectSubprotocol(offered: Set<string>): string | false {
+  if (offered.has('mqtt')) return 'mqtt';
+  if (offered.has('mqttv3.1')) return 'mqttv3.1';
+  return false;
 }
 
 function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
