@@ -135,13 +135,6 @@ export class Listeners {
   }
 }
 
-/** MQTT over WebSocket asks for "mqtt"; MQTT 3.1 clients ask for "mqttv3.1". */
-function selectSubprotocol(offered: Set<string>): string | false {
-  if (offered.has('mqtt')) return 'mqtt';
-  if (offered.has('mqttv3.1')) return 'mqttv3.1';
-  return false;
-}
-
 function listen(server: net.Server | http.Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -154,4 +147,11 @@ function listen(server: net.Server | http.Server, port: number, host: string): P
 
 function closeServer(server: net.Server | http.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** MQTT over WebSocket asks for "mqtt"; MQTT 3.1 clients ask for "mqttv3.1". */
+function selectSubprotocol(offered: Set<string>): string | false {
+  if (offered.has('mqtt')) return 'mqtt';
+  if (offered.has('mqttv3.1')) return 'mqttv3.1';
+  return false;
 }
