@@ -49,7 +49,7 @@ export class Listeners {
     let wsPort = 0;
     if (this.options.wsPort > 0) {
       this.wsHttp = http.createServer((_req, res) => res.writeHead(426).end('MQTT over WebSocket: connect to /mqtt\n'));
-      this.ws = new WebSocketServer({ server: this.wsHttp, path: '/mqtt', handleProtocols: (p) => (p.has('mqtt') ? 'mqtt' : false) });
+      this.ws = new WebSocketServer({ server: this.wsHttp, path: '/mqtt', handleProtocols: selectSubprotocol });
       this.ws.on('connection', (socket, req) => this.acceptWs(socket, req.socket.remoteAddress ?? ''));
       await listen(this.wsHttp, this.options.wsPort, this.options.host);
       wsPort = (this.wsHttp.address() as net.AddressInfo).port;
@@ -166,4 +166,11 @@ function listen(server: net.Server | http.Server | tls.Server, port: number, hos
 
 function closeServer(server: net.Server | http.Server | tls.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** MQTT over WebSocket asks for "mqtt"; MQTT 3.1 clients ask for "mqttv3.1". */
+function selectSubprotocol(offered: Set<string>): string | false {
+  if (offered.has('mqtt')) return 'mqtt';
+  if (offered.has('mqttv3.1')) return 'mqttv3.1';
+  return false;
 }

@@ -202,7 +202,7 @@ test('a will with a payload format indicator and a non-UTF-8 payload is refused 
   });
 });
 
-test('WebSocket listener: MQTT over WebSocket works end to end', async () => {
+test('WebSocket listener: MQTT 5 and MQTT 3.1 (subprotocol mqttv3.1) over WebSocket work end to end', async () => {
   const wsPort = await freePort();
   await withBroker(
     async (b, track) => {
@@ -215,6 +215,13 @@ test('WebSocket listener: MQTT over WebSocket works end to end', async () => {
       const [m] = await g.waitFor(1);
       assert.equal(m.payload.toString(), 'over ws');
       await endClient(ws);
+      // MQTT 3.1 clients ask for the WebSocket subprotocol "mqttv3.1".
+      const ws31 = track(await connect(b.port, { protocol: 'ws', port: b.wsPort, path: '/mqtt', protocolVersion: 3, protocolId: 'MQIsdp', clientId: 'ws31' }));
+      const g31 = collect(ws31);
+      await ws31.subscribeAsync('ws/#', { qos: 1 });
+      await tcp.publishAsync('ws/b', 'over ws 3.1', { qos: 1 });
+      assert.equal((await g31.waitFor(1))[0].payload.toString(), 'over ws 3.1');
+      await endClient(ws31);
     },
     { wsPort },
   );

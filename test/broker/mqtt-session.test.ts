@@ -268,3 +268,22 @@ test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and th
     await b.stop();
   }
 });
+
+test('maxInflight bounds unacknowledged deliveries to a 3.1.1 client too', async () => {
+  await withBroker(
+    async (b, track) => {
+      const { client } = await RawClient.connect(b.port, { clientId: 'mi', protocolVersion: 4 });
+      track(client);
+      client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'mi', qos: 1 }] });
+      await client.next('suback');
+      const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'mi-pub' }));
+      for (let i = 0; i < 4; i++) await pub.publishAsync('mi', String(i), { qos: 1 });
+      const first = (await client.take('publish', 2)).map(asPublish);
+      await client.expectNone('publish', 150);
+      client.send({ cmd: 'puback', messageId: first[0].messageId });
+      assert.equal(asPublish(await client.next('publish')).payload.toString(), '2');
+      await client.expectNone('publish', 100);
+    },
+    { maxInflight: 2 },
+  );
+});
