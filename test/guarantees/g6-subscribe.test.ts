@@ -1,8 +1,10 @@
 // G6: a subscription receives every message published after its SUBACK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { MemoryStore } from '../../src/store/memory-store';
 import { collect, connect, endClient, startTestBroker } from '../helpers';
 import { RawClient, payloads } from './raw-client';
+import { FaultyStore } from './stores';
 import { range, waitUntil } from './wait';
 
 test('G6: a message published right after SUBACK is delivered (QoS 0, 1, 2; MQTT 5 and 3.1.1; plain and wildcard filters)', async () => {
@@ -87,3 +89,31 @@ test('G6: a persistent subscription keeps receiving after its session reconnects
     await b.stop();
   }
 });
+
+test(
+  'G6/G1: a SUBSCRIBE refused because the store failed (SUBACK 0x80) does not route messages',
+  async () => {
+    const store = new FaultyStore(new MemoryStore());
+    store.failWhen = (ops) => ops.some((op) => op.op === 'putSession' && op.record.subscriptions.some((s) => s.filter === 'g6f/#'));
+    const b = await startTestBroker({ publishMaxRetries: 1, publishRetryBaseMs: 1, publishRetryMaxMs: 2 }, { store });
+    const clients: RawClient[] = [];
+    try {
+      const { client: sub } = await RawClient.connect(b.port, 5, { clientId: 'g6f-sub', properties: { sessionExpiryInterval: 60 } });
+      clients.push(sub);
+      store.failNext = 2;
+      const suback = await sub.subscribe('g6f/#', 1);
+      assert.deepEqual(suback.granted, [0x80]);
+      await sub.subscribe('g6f-ok/#', 1);
+      const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g6f-pub' });
+      clients.push(pub);
+      pub.publish('g6f/t', 'not-subscribed', 1, 1);
+      pub.publish('g6f-ok/t', 'subscribed', 1, 2);
+      await sub.take('publish', (p) => p.payload.toString() === 'subscribed');
+      await sub.ping();
+      assert.deepEqual(payloads(sub.all('publish')), ['subscribed']);
+    } finally {
+      for (const c of clients) await c.destroy();
+      await b.stop();
+    }
+  },
+);
