@@ -248,6 +248,7 @@ export class Broker {
 
   /** Adds or replaces subscriptions; returns, per subscription, whether it is new. */
   subscribe(session: Session, subs: StoredSubscription[]): { isNew: boolean[]; durable: Promise<void> } {
+    const previous = subs.map((sub) => session.subscriptions.get(sub.filter));
     const isNew = subs.map((sub) => {
       const existed = session.subscriptions.has(sub.filter);
       if (existed) this.removeSubscriptionRoute(session, sub.filter);
@@ -255,7 +256,18 @@ export class Broker {
       return !existed;
     });
     const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
-    return { isNew, durable: this.persist(ops) };
+    const durable = this.persist(ops).catch((e: unknown) => {
+      // Not stored, so the SUBACK reports a failure: the subscriptions must not route either.
+      subs.forEach((sub, i) => {
+        if (session.subscriptions.get(sub.filter) !== sub) return; // replaced since
+        this.removeSubscriptionRoute(session, sub.filter);
+        session.subscriptions.delete(sub.filter);
+        const before = previous[i];
+        if (before) this.addSubscription(session, before);
+      });
+      throw e;
+    });
+    return { isNew, durable };
   }
 
   unsubscribe(session: Session, filters: string[]): { existed: boolean[]; durable: Promise<void> } {
