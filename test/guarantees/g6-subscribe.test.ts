@@ -117,3 +117,39 @@ test(
     }
   },
 );
+
+for (const version of [5, 4] as const) {
+  test(`G6/G1 MQTT ${version === 5 ? '5' : '3.1.1'}: an UNSUBSCRIBE whose store commit failed is not acknowledged as done and the subscription stays`, async () => {
+    const store = new FaultyStore(new MemoryStore());
+    store.failWhen = (ops) => ops.some((op) => op.op === 'putSession' && op.record.subscriptions.length === 0);
+    const b = await startTestBroker({ publishMaxRetries: 1, publishRetryBaseMs: 1, publishRetryMaxMs: 2 }, { store });
+    const clients: RawClient[] = [];
+    const props = version === 5 ? { sessionExpiryInterval: 60 } : undefined;
+    try {
+      const { client: sub } = await RawClient.connect(b.port, version, { clientId: 'g6u-sub', clean: false, properties: props });
+      clients.push(sub);
+      await sub.subscribe('g6u/#', 1);
+      store.failNext = 2;
+      sub.send({ cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['g6u/#'] });
+      let active = sub;
+      if (version === 5) {
+        const unsuback = await sub.take('unsuback');
+        assert.deepEqual(unsuback.granted, [0x80]);
+      } else {
+        await sub.waitClosed(); // MQTT 3.1.1 cannot say no: the connection is closed, no UNSUBACK
+        assert.deepEqual(sub.all('unsuback'), []);
+        const again = await RawClient.connect(b.port, 4, { clientId: 'g6u-sub', clean: false });
+        clients.push(again.client);
+        assert.equal(again.connack.sessionPresent, true);
+        active = again.client;
+      }
+      const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g6u-pub' });
+      clients.push(pub);
+      pub.publish('g6u/t', 'still-subscribed', 1, 1);
+      await active.take('publish', (p) => p.payload.toString() === 'still-subscribed');
+    } finally {
+      for (const c of clients) await c.destroy();
+      await b.stop();
+    }
+  });
+}
