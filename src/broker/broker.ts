@@ -271,13 +271,22 @@ export class Broker {
   }
 
   unsubscribe(session: Session, filters: string[]): { existed: boolean[]; durable: Promise<void> } {
+    const removed: StoredSubscription[] = [];
     const existed = filters.map((filter) => {
-      if (!session.subscriptions.delete(filter)) return false;
+      const sub = session.subscriptions.get(filter);
+      if (!sub) return false;
+      session.subscriptions.delete(filter);
       this.removeSubscriptionRoute(session, filter);
+      removed.push(sub);
       return true;
     });
     const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
-    return { existed, durable: this.persist(ops) };
+    const durable = this.persist(ops).catch((e: unknown) => {
+      // Not stored, so the UNSUBACK reports a failure: the subscriptions stay, as in the store.
+      for (const sub of removed) if (!session.subscriptions.has(sub.filter)) this.addSubscription(session, sub);
+      throw e;
+    });
+    return { existed, durable };
   }
 
   private addSubscription(session: Session, sub: StoredSubscription): void {
