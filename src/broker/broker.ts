@@ -249,6 +249,7 @@ export class Broker {
 
   /** Adds or replaces subscriptions; returns, per subscription, whether it is new. */
   subscribe(session: Session, subs: StoredSubscription[]): { isNew: boolean[]; durable: Promise<void> } {
+    const previous = subs.map((sub) => session.subscriptions.get(sub.filter));
     const isNew = subs.map((sub) => {
       const existed = session.subscriptions.has(sub.filter);
       if (existed) this.removeSubscriptionRoute(session, sub.filter);
@@ -256,17 +257,37 @@ export class Broker {
       return !existed;
     });
     const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
-    return { isNew, durable: this.persist(ops) };
+    const durable = this.persist(ops).catch((e: unknown) => {
+      // Not stored, so the SUBACK reports a failure: the subscriptions must not route either.
+      subs.forEach((sub, i) => {
+        if (session.subscriptions.get(sub.filter) !== sub) return; // replaced since
+        this.removeSubscriptionRoute(session, sub.filter);
+        session.subscriptions.delete(sub.filter);
+        const before = previous[i];
+        if (before) this.addSubscription(session, before);
+      });
+      throw e;
+    });
+    return { isNew, durable };
   }
 
   unsubscribe(session: Session, filters: string[]): { existed: boolean[]; durable: Promise<void> } {
+    const removed: StoredSubscription[] = [];
     const existed = filters.map((filter) => {
-      if (!session.subscriptions.delete(filter)) return false;
+      const sub = session.subscriptions.get(filter);
+      if (!sub) return false;
+      session.subscriptions.delete(filter);
       this.removeSubscriptionRoute(session, filter);
+      removed.push(sub);
       return true;
     });
     const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
-    return { existed, durable: this.persist(ops) };
+    const durable = this.persist(ops).catch((e: unknown) => {
+      // Not stored, so the UNSUBACK reports a failure: the subscriptions stay, as in the store.
+      for (const sub of removed) if (!session.subscriptions.has(sub.filter)) this.addSubscription(session, sub);
+      throw e;
+    });
+    return { existed, durable };
   }
 
   private addSubscription(session: Session, sub: StoredSubscription): void {

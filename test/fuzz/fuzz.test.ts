@@ -135,4 +135,18 @@ test('fuzz: 2000 bad-input connections against a running broker; it stays up and
     await endClient(sub, true);
     await b.stop();
   }
+  // The state the fuzz left in the store loads again: the good client's session is there, intact.
+  const again = await startTestBroker({ dataDir: b.config.dataDir });
+  try {
+    const session = again.broker.sessions.get('fuzz-good-sub');
+    assert.ok(session, 'the persistent session survived');
+    assert.deepEqual([...session.subscriptions.keys()], ['good/#']);
+    const c = await connect(again.port, { protocolVersion: 5, clientId: 'fuzz-good-sub', clean: false, properties: { sessionExpiryInterval: 60 } });
+    const got = collect(c);
+    await c.publishAsync('good/again', 'after-restart', { qos: 1 });
+    await got.waitFor(1);
+    await endClient(c);
+  } finally {
+    await again.stop();
+  }
 });

@@ -3,6 +3,9 @@
 // maxConnections enforced with CONNACK "server busy".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { silentLogger, type Logger } from '../../src/broker/options';
+import { startBroker } from '../../src/index';
+import { defaultConfig, type Config } from '../../src/ops/config';
 import { startTestBroker } from '../helpers';
 import { RawClient, payloads } from './raw-client';
 import { waitUntil } from './wait';
@@ -102,8 +105,11 @@ test('G10: maxConnections: a further CONNECT gets CONNACK server busy (MQTT 5 0x
 });
 
 for (const policy of ['drop-oldest', 'drop-new'] as const) {
-  test(`G10: an offline queue is bounded by maxQueuedMessages (${policy}), counted in messagesDroppedQueueFull`, async () => {
-    const b = await startTestBroker({ maxQueuedMessages: 3, queueOverflow: policy });
+  test(`G10: an offline queue is bounded by maxQueuedMessages (${policy}), counted in messagesDroppedQueueFull and logged`, async () => {
+    const warnings: string[] = [];
+    const log: Logger = { ...silentLogger, warn: (_obj, msg) => warnings.push(msg) };
+    const config: Config = { ...defaultConfig, host: '127.0.0.1', port: 0, store: 'memory', logLevel: 'silent', maxQueuedMessages: 3, queueOverflow: policy };
+    const b = await startBroker(config, log);
     const clients: RawClient[] = [];
     try {
       const { client: sub0 } = await RawClient.connect(b.port, 4, { clientId: 'g10-q', clean: false });
@@ -120,6 +126,7 @@ for (const policy of ['drop-oldest', 'drop-new'] as const) {
       await sub.take('publish', (p) => p.payload.toString() === want[2]);
       await sub.ping();
       assert.deepEqual(payloads(sub.all('publish')), want);
+      assert.equal(warnings.filter((w) => w.includes('session queue full')).length, 1, 'one (rate-limited) log line');
     } finally {
       for (const c of clients) await c.destroy();
       await b.stop();

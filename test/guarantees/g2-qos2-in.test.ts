@@ -7,7 +7,7 @@ import type { ProtocolVersion } from '../../src/protocol/packets';
 import { startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
 import { RawClient, payloads } from './raw-client';
-import { GatedStore } from './stores';
+import { FaultyStore, GatedStore } from './stores';
 
 for (const version of [5, 4] as ProtocolVersion[]) {
   test(`G2 MQTT ${version === 5 ? '5' : '3.1.1'}: a re-sent QoS 2 PUBLISH is answered with PUBREC and delivered once`, async () => {
@@ -112,5 +112,34 @@ test('G2 after kill -9: the re-sent PUBLISH with the same id gets PUBREC and is 
   } finally {
     for (const c of clients) await c.destroy();
     await broker.stop();
+  }
+});
+
+test('G2/G1 MQTT 5: a QoS 2 PUBLISH refused for a store failure gets PUBREC 0x80; sent again it is stored and delivered once', async () => {
+  const store = new FaultyStore(new MemoryStore());
+  store.failWhen = (ops) => ops.some((op) => op.op === 'putInboundQos2');
+  const b = await startTestBroker({ publishMaxRetries: 1, publishRetryBaseMs: 1, publishRetryMaxMs: 2 }, { store });
+  const clients: RawClient[] = [];
+  try {
+    const { client: sub } = await RawClient.connect(b.port, 5, { clientId: 'g2f-sub', properties: { sessionExpiryInterval: 60 } });
+    clients.push(sub);
+    await sub.subscribe('g2f/#', 2);
+    const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g2f-pub', properties: { sessionExpiryInterval: 60 } });
+    clients.push(pub);
+    store.failNext = 2;
+    pub.publish('g2f/t', 'retry-me', 2, 4);
+    assert.equal((await pub.take('pubrec', (p) => p.messageId === 4)).reasonCode, 0x80);
+    await sub.ping();
+    assert.deepEqual(sub.all('publish'), [], 'nothing delivered for the refused publish');
+    pub.publish('g2f/t', 'retry-me', 2, 4);
+    assert.equal((await pub.take('pubrec', (p) => p.messageId === 4)).reasonCode ?? 0, 0);
+    pub.send({ cmd: 'pubrel', messageId: 4 });
+    assert.equal((await pub.take('pubcomp', (p) => p.messageId === 4)).reasonCode ?? 0, 0);
+    await sub.take('publish', (p) => p.payload.toString() === 'retry-me');
+    await sub.ping();
+    assert.deepEqual(payloads(sub.all('publish')), ['retry-me']);
+  } finally {
+    for (const c of clients) await c.destroy();
+    await b.stop();
   }
 });

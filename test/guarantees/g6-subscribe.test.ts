@@ -1,8 +1,10 @@
 // G6: a subscription receives every message published after its SUBACK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { MemoryStore } from '../../src/store/memory-store';
 import { collect, connect, endClient, startTestBroker } from '../helpers';
 import { RawClient, payloads } from './raw-client';
+import { FaultyStore } from './stores';
 import { range, waitUntil } from './wait';
 
 test('G6: a message published right after SUBACK is delivered (QoS 0, 1, 2; MQTT 5 and 3.1.1; plain and wildcard filters)', async () => {
@@ -87,3 +89,67 @@ test('G6: a persistent subscription keeps receiving after its session reconnects
     await b.stop();
   }
 });
+
+test(
+  'G6/G1: a SUBSCRIBE refused because the store failed (SUBACK 0x80) does not route messages',
+  async () => {
+    const store = new FaultyStore(new MemoryStore());
+    store.failWhen = (ops) => ops.some((op) => op.op === 'putSession' && op.record.subscriptions.some((s) => s.filter === 'g6f/#'));
+    const b = await startTestBroker({ publishMaxRetries: 1, publishRetryBaseMs: 1, publishRetryMaxMs: 2 }, { store });
+    const clients: RawClient[] = [];
+    try {
+      const { client: sub } = await RawClient.connect(b.port, 5, { clientId: 'g6f-sub', properties: { sessionExpiryInterval: 60 } });
+      clients.push(sub);
+      store.failNext = 2;
+      const suback = await sub.subscribe('g6f/#', 1);
+      assert.deepEqual(suback.granted, [0x80]);
+      await sub.subscribe('g6f-ok/#', 1);
+      const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g6f-pub' });
+      clients.push(pub);
+      pub.publish('g6f/t', 'not-subscribed', 1, 1);
+      pub.publish('g6f-ok/t', 'subscribed', 1, 2);
+      await sub.take('publish', (p) => p.payload.toString() === 'subscribed');
+      await sub.ping();
+      assert.deepEqual(payloads(sub.all('publish')), ['subscribed']);
+    } finally {
+      for (const c of clients) await c.destroy();
+      await b.stop();
+    }
+  },
+);
+
+for (const version of [5, 4] as const) {
+  test(`G6/G1 MQTT ${version === 5 ? '5' : '3.1.1'}: an UNSUBSCRIBE whose store commit failed is not acknowledged as done and the subscription stays`, async () => {
+    const store = new FaultyStore(new MemoryStore());
+    store.failWhen = (ops) => ops.some((op) => op.op === 'putSession' && op.record.subscriptions.length === 0);
+    const b = await startTestBroker({ publishMaxRetries: 1, publishRetryBaseMs: 1, publishRetryMaxMs: 2 }, { store });
+    const clients: RawClient[] = [];
+    const props = version === 5 ? { sessionExpiryInterval: 60 } : undefined;
+    try {
+      const { client: sub } = await RawClient.connect(b.port, version, { clientId: 'g6u-sub', clean: false, properties: props });
+      clients.push(sub);
+      await sub.subscribe('g6u/#', 1);
+      store.failNext = 2;
+      sub.send({ cmd: 'unsubscribe', messageId: 9, unsubscriptions: ['g6u/#'] });
+      let active = sub;
+      if (version === 5) {
+        const unsuback = await sub.take('unsuback');
+        assert.deepEqual(unsuback.granted, [0x80]);
+      } else {
+        await sub.waitClosed(); // MQTT 3.1.1 cannot say no: the connection is closed, no UNSUBACK
+        assert.deepEqual(sub.all('unsuback'), []);
+        const again = await RawClient.connect(b.port, 4, { clientId: 'g6u-sub', clean: false });
+        clients.push(again.client);
+        assert.equal(again.connack.sessionPresent, true);
+        active = again.client;
+      }
+      const { client: pub } = await RawClient.connect(b.port, 5, { clientId: 'g6u-pub' });
+      clients.push(pub);
+      pub.publish('g6u/t', 'still-subscribed', 1, 1);
+      await active.take('publish', (p) => p.payload.toString() === 'still-subscribed');
+    } finally {
+      for (const c of clients) await c.destroy();
+      await b.stop();
+    }
+  });
+}

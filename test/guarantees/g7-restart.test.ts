@@ -58,3 +58,33 @@ test('G7: retained messages, a retained delete, subscriptions and queued message
     await broker.stop();
   }
 });
+
+test('G7: after a graceful stop (SIGTERM, exit 0) retained messages and queued messages are there too', async () => {
+  const broker = new BrokerOnDisk();
+  const clients: RawClient[] = [];
+  try {
+    let port = await broker.start();
+    const { client: sub0 } = await RawClient.connect(port, 5, { clientId: 'g7t-sub', properties: { sessionExpiryInterval: 3600 } });
+    await sub0.subscribe('g7t/q', 1);
+    await sub0.disconnect();
+    const { client: pub } = await RawClient.connect(port, 4, { clientId: 'g7t-pub' });
+    clients.push(pub);
+    pub.publish('g7t/r', 'kept', 1, 1, { retain: true });
+    pub.publish('g7t/q', 'queued', 1, 2);
+    await pub.take('puback', (p) => p.messageId === 2);
+    assert.equal(await broker.proc!.terminate(), 0);
+    broker.proc = null;
+
+    port = await broker.start();
+    const { client: sub, connack } = await RawClient.connect(port, 5, { clientId: 'g7t-sub', clean: false, properties: { sessionExpiryInterval: 3600 } });
+    clients.push(sub);
+    assert.equal(connack.sessionPresent, true);
+    await sub.take('publish', (p) => p.payload.toString() === 'queued');
+    await sub.subscribe('g7t/r', 1);
+    const r = await sub.take('publish', (p) => p.topic === 'g7t/r');
+    assert.deepEqual([r.payload.toString(), r.retain], ['kept', true]);
+  } finally {
+    for (const c of clients) await c.destroy();
+    await broker.stop();
+  }
+});

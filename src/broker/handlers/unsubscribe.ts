@@ -15,6 +15,10 @@ export function handleUnsubscribe(ch: Channel, packet: UnsubscribePacket): void 
     });
   durable.then(
     () => reply(existed.map((e) => (e ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))),
-    () => reply(existed.map(() => ReasonCode.UnspecifiedError)),
+    () => {
+      // MQTT 3.1.1 UNSUBACK has no reason codes: close rather than acknowledge what was not stored.
+      if (ch.protocolVersion === 5) reply(existed.map(() => ReasonCode.UnspecifiedError));
+      else ch.fill(slot, null, true);
+    },
   );
 }
