@@ -236,6 +236,15 @@ class Publisher {
     if (--this.remaining[seq % this.spec.window] <= 0 && seq === this.base) this.advance();
   }
 
+  /** QoS 0: one subscriber's highest sequence moved from `from` to `to`; settles (from, to]. */
+  coveredUpTo(from: number, to: number): void {
+    const w = this.spec.window;
+    const lo = Math.max(from + 1, this.base);
+    const hi = Math.min(to, this.next - 1);
+    for (let seq = lo; seq <= hi; seq++) this.remaining[seq % w]--;
+    if (lo === this.base && lo <= hi && this.remaining[lo % w] <= 0) this.advance();
+  }
+
   private acked(pid: number): void {
     const seq = this.pidToSeq[pid];
     if (seq < 0) {
@@ -340,12 +349,21 @@ export class Engine {
       this.unexpected++;
       return;
     }
+    const prevHighest = stream.highest;
     const first = stream.record(h.seq);
     if (this.measuring) {
       this.deliveredInWindow++;
       this.latency.add(performance.now() - h.sentAt);
     }
-    if (first) this.pubs[h.pubId]?.delivered(h.seq);
+    const pub = this.pubs[h.pubId];
+    if (!first || !pub) return;
+    if (this.spec.qos === 0) {
+      // QoS 0 may lose messages: a later message reaching this subscriber also settles the earlier
+      // ones for the window (they are counted as lost at the end if they never arrive).
+      if (h.seq > prevHighest) pub.coveredUpTo(prevHighest, h.seq);
+    } else {
+      pub.delivered(h.seq);
+    }
   }
 
   private attachSubscriber(conn: Conn): Subscriber {
