@@ -252,3 +252,46 @@ export async function startBroker(def: BrokerDef, core: string | null, port: num
   await b.stop();
   throw new Error(`${def.label} not ready within ${timeoutMs} ms: ${b.tail()}`);
 }
+
+/** Busy and total jiffies per CPU from /proc/stat (busy = everything but idle and iowait). */
+export function readCoreTimes(): Map<string, { busy: number; total: number }> {
+  const out = new Map<string, { busy: number; total: number }>();
+  try {
+    for (const line of fs.readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+      if (!m) continue;
+      const f = m[2].trim().split(/\s+/).map(Number);
+      const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+      out.set(m[1], { busy: total - f[3] - f[4], total });
+    }
+  } catch {
+    // not Linux: no per-core figures
+  }
+  return out;
+}
+
+/** Busy % of `core` between two readCoreTimes() snapshots. */
+export function coreBusyPct(a: Map<string, { busy: number; total: number }>, b: Map<string, { busy: number; total: number }>, core: string | null): number {
+  if (core === null) return 0;
+  const x = a.get(core);
+  const y = b.get(core);
+  if (!x || !y || y.total <= x.total) return 0;
+  return Math.round(((y.busy - x.busy) / (y.total - x.total)) * 1000) / 10;
+}
+
+/** TcpExt ListenOverflows (SYNs dropped because an accept queue was full), system-wide. */
+export function readListenOverflows(): number {
+  try {
+    const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i++) {
+      if (!lines[i].startsWith('TcpExt:')) continue;
+      const keys = lines[i].split(/\s+/);
+      const vals = lines[i + 1].split(/\s+/);
+      const k = keys.indexOf('ListenOverflows');
+      return k >= 0 ? Number(vals[k]) : 0;
+    }
+  } catch {
+    // not available
+  }
+  return 0;
+}

@@ -8,12 +8,15 @@ import * as path from 'node:path';
 import {
   REPO_ROOT,
   aedes,
+  coreBusyPct,
   ensureMosquitto,
   freePort,
   iotBridge,
   mosquitto,
   pinned,
+  readCoreTimes,
   readCpuSeconds,
+  readListenOverflows,
   readRssKiB,
   startBroker,
   type BrokerDef,
@@ -99,6 +102,9 @@ interface CaseRun {
   gen: GeneratorResult | null;
   errors: string[];
   brokerCpuPct: number;
+  brokerCoreBusyPct: number;
+  generatorCoreBusyPct: number;
+  listenOverflows: number;
   rssPeakKiB: number;
   rssConnectedKiB?: number;
 }
@@ -108,9 +114,26 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
   const worker = path.join(REPO_ROOT, 'dist', 'bench', 'generator', 'worker.js');
   const p = pinned(cores.generator, process.execPath, [worker]);
   const child = spawn(p.cmd, p.args, { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const run: CaseRun = { gen: null, errors: [], brokerCpuPct: 0, rssPeakKiB: readRssKiB(broker.pid) };
+  const run: CaseRun = {
+    gen: null,
+    errors: [],
+    brokerCpuPct: 0,
+    brokerCoreBusyPct: 0,
+    generatorCoreBusyPct: 0,
+    listenOverflows: 0,
+    rssPeakKiB: readRssKiB(broker.pid),
+  };
   let cpu0 = readCpuSeconds(broker.pid);
+  let cores0 = readCoreTimes();
+  const overflows0 = readListenOverflows();
   let t0 = Date.now();
+  const windowEnd = (): void => {
+    const secs = (Date.now() - t0) / 1000;
+    run.brokerCpuPct = secs > 0 ? Math.round(((readCpuSeconds(broker.pid) - cpu0) / secs) * 1000) / 10 : 0;
+    const cores1 = readCoreTimes();
+    run.brokerCoreBusyPct = coreBusyPct(cores0, cores1, cores.broker);
+    run.generatorCoreBusyPct = coreBusyPct(cores0, cores1, cores.generator);
+  };
   const sampler = setInterval(() => {
     run.rssPeakKiB = Math.max(run.rssPeakKiB, readRssKiB(broker.pid));
   }, 200);
@@ -132,16 +155,14 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
       switch (m.type) {
         case 'measure-start':
           cpu0 = readCpuSeconds(broker.pid);
+          cores0 = readCoreTimes();
           t0 = Date.now();
           break;
-        case 'measure-end': {
-          const secs = (Date.now() - t0) / 1000;
-          run.brokerCpuPct = secs > 0 ? Math.round(((readCpuSeconds(broker.pid) - cpu0) / secs) * 1000) / 10 : 0;
+        case 'measure-end':
+          windowEnd();
           break;
-        }
         case 'connected': {
-          const secs = (Date.now() - t0) / 1000;
-          run.brokerCpuPct = secs > 0 ? Math.round(((readCpuSeconds(broker.pid) - cpu0) / secs) * 1000) / 10 : 0;
+          windowEnd();
           // Let the broker settle, then read its RSS with every connection open.
           setTimeout(() => {
             run.rssConnectedKiB = readRssKiB(broker.pid);
@@ -171,6 +192,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     child.send(msg);
   });
   clearInterval(sampler);
+  run.listenOverflows = readListenOverflows() - overflows0;
   return run;
 }
 
@@ -253,6 +275,9 @@ async function main(): Promise<void> {
         else if (broker.exitCode !== 0 && broker.exitSignal !== 'SIGTERM') line.errors.push(`broker did not exit 0 on SIGTERM (code ${broker.exitCode}, signal ${broker.exitSignal})`);
         line.brokerStats = {
           cpuPct: run.brokerCpuPct,
+          brokerCoreBusyPct: run.brokerCoreBusyPct,
+          generatorCoreBusyPct: run.generatorCoreBusyPct,
+          listenOverflows: run.listenOverflows,
           rssStartKiB: rssStart,
           rssPeakKiB: run.rssPeakKiB,
           rssEndKiB: rssEnd,

@@ -124,7 +124,13 @@ export interface ResultLine {
   throughputUnit: 'msg/s' | 'conn/s';
   generator?: GeneratorResult;
   brokerStats?: {
+    /** Broker process CPU (user+sys) during the measured window, % of one core. */
     cpuPct: number;
+    /** Whole-core busy % (all processes, softirq included) of the broker's and generator's cores in the window. */
+    brokerCoreBusyPct: number;
+    generatorCoreBusyPct: number;
+    /** SYNs dropped on full accept queues during the case (system-wide TcpExt ListenOverflows). */
+    listenOverflows: number;
     rssStartKiB: number;
     rssPeakKiB: number;
     rssEndKiB: number;

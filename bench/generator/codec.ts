@@ -74,3 +74,88 @@ export const puback = (id: number): Buffer => ack(0x40, id);
 export const pubrec = (id: number): Buffer => ack(0x50, id);
 export const pubrel = (id: number): Buffer => ack(0x62, id);
 export const pubcomp = (id: number): Buffer => ack(0x70, id);
+
+/** Reads the payload header in place, without slicing. Returns false when the payload is too short. */
+export function readHeaderAt(buf: Buffer, start: number, end: number, out: PayloadHeader): boolean {
+  if (end - start < HEADER_BYTES) return false;
+  out.pubId = buf.readUInt32BE(start);
+  out.seq = buf.readUInt32BE(start + 4);
+  out.sentAt = buf.readDoubleBE(start + 8);
+  return true;
+}
+
+export const PUBLISH = 3;
+export const PUBACK = 4;
+export const PUBREC = 5;
+export const PUBREL = 6;
+export const PUBCOMP = 7;
+
+export interface FrameSink {
+  /** A PUBLISH frame; the payload is buf[payloadStart, end). */
+  publish(qos: QoS, packetId: number, buf: Buffer, payloadStart: number, end: number): void;
+  /** PUBACK / PUBREC / PUBREL / PUBCOMP (type 4..7). */
+  ack(type: number, packetId: number): void;
+  /** Any other complete frame, to be decoded by mqtt-packet. */
+  other(frame: Buffer): void;
+  error(msg: string): void;
+}
+
+/**
+ * Splits a TCP byte stream into MQTT frames. The per-message frames (PUBLISH and its acks) are
+ * decoded in place; every other frame is handed over whole, for mqtt-packet to parse.
+ */
+export class FrameReader {
+  private pending: Buffer | null = null;
+
+  constructor(private readonly sink: FrameSink) {}
+
+  push(chunk: Buffer): void {
+    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    let o = 0;
+    const n = buf.length;
+    while (n - o >= 2) {
+      let len = 0;
+      let mul = 1;
+      let i = o + 1;
+      let complete = false;
+      for (let k = 0; k < 4 && i < n; k++) {
+        const b = buf[i++];
+        len += (b & 0x7f) * mul;
+        mul *= 128;
+        if ((b & 0x80) === 0) {
+          complete = true;
+          break;
+        }
+      }
+      if (!complete) {
+        if (i - o - 1 >= 4) {
+          this.sink.error('malformed remaining length');
+          return;
+        }
+        break;
+      }
+      const end = i + len;
+      if (end > n) break;
+      const first = buf[o];
+      const type = first >> 4;
+      if (type === PUBLISH) {
+        const qos = ((first >> 1) & 3) as QoS;
+        const topicLen = buf.readUInt16BE(i);
+        let p = i + 2 + topicLen;
+        let pid = 0;
+        if (qos > 0) {
+          pid = buf.readUInt16BE(p);
+          p += 2;
+        }
+        this.sink.publish(qos, pid, buf, p, end);
+      } else if (type >= PUBACK && type <= PUBCOMP && len >= 2) {
+        this.sink.ack(type, buf.readUInt16BE(i));
+      } else {
+        this.sink.other(buf.subarray(o, end));
+      }
+      o = end;
+    }
+    if (o < n) this.pending = buf.subarray(o);
+  }
+}

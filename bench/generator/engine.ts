@@ -5,7 +5,7 @@ import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import * as mqtt from 'mqtt-packet';
 import type { CaseSpec, GeneratorResult, QoS } from '../types';
-import { PublishEncoder, puback, pubcomp, pubrec, pubrel, readHeader } from './codec';
+import { FrameReader, PUBACK, PUBCOMP, PUBREC, PUBREL, PublishEncoder, puback, pubcomp, pubrec, pubrel, readHeaderAt, type PayloadHeader } from './codec';
 import { LatencySampler, Stream } from './tracker';
 
 export interface EngineHooks {
@@ -29,25 +29,71 @@ class ErrorLog {
   }
 }
 
+/**
+ * mqtt-packet decodes the control packets. FrameReader only hands it complete frames, so one parser
+ * is shared by all connections (no per-connection parser state), which keeps connection setup cheap.
+ */
+class ControlParser {
+  private parser = this.make();
+  private target: Conn | null = null;
+  private failed: string | null = null;
+
+  private make(): ReturnType<typeof mqtt.parser> {
+    const p = mqtt.parser({ protocolVersion: 4 });
+    p.on('packet', (pkt: mqtt.Packet) => this.target?.onPacket(pkt));
+    p.on('error', (e: Error) => {
+      this.failed = e.message;
+    });
+    return p;
+  }
+
+  /** Parses one complete frame for `conn`; returns an error message or null. */
+  parse(conn: Conn, frame: Buffer): string | null {
+    this.target = conn;
+    this.failed = null;
+    this.parser.parse(frame);
+    this.target = null;
+    const failed = this.failed;
+    if (failed !== null) this.parser = this.make();
+    return failed;
+  }
+}
+const control = new ControlParser();
+
 /** One MQTT 3.1.1 connection on a raw socket. */
 export class Conn {
   readonly socket: net.Socket;
+  /** Control packets (CONNACK, SUBACK, ...), decoded by mqtt-packet. */
   onPacket: (p: mqtt.Packet) => void = () => undefined;
+  /** PUBLISH frames, decoded in place: the payload is buf[start, end). */
+  onPublish: (qos: QoS, packetId: number, buf: Buffer, start: number, end: number) => void = () => undefined;
+  /** PUBACK / PUBREC / PUBREL / PUBCOMP (packet types 4..7). */
+  onAck: (type: number, packetId: number) => void = () => undefined;
   closed = false;
-  private readonly parser = mqtt.parser({ protocolVersion: 4 });
+  private readonly frames: FrameReader;
 
   private constructor(socket: net.Socket, errors: ErrorLog) {
     this.socket = socket;
     socket.setNoDelay(true);
-    this.parser.on('packet', (p: mqtt.Packet) => this.onPacket(p));
-    this.parser.on('error', (e: Error) => {
-      errors.add(`parse error: ${e.message}`);
-      socket.destroy();
+    this.frames = new FrameReader({
+      publish: (qos, pid, buf, start, end) => this.onPublish(qos, pid, buf, start, end),
+      ack: (type, pid) => this.onAck(type, pid),
+      other: (frame) => {
+        const err = control.parse(this, frame);
+        if (err !== null) {
+          errors.add(`parse error: ${err}`);
+          socket.destroy();
+        }
+      },
+      error: (msg) => {
+        errors.add(`protocol error: ${msg}`);
+        socket.destroy();
+      },
     });
     socket.on('data', (chunk: Buffer) => {
       // Cork so that the acks this chunk triggers leave in as few writes as possible.
       socket.cork();
-      this.parser.parse(chunk);
+      this.frames.push(chunk);
       socket.uncork();
     });
     socket.on('close', () => {
@@ -167,6 +213,7 @@ class Publisher {
   private readonly pidToSeq = new Int32Array(65536).fill(-1);
   private nextPid = 1;
   private readonly enc: PublishEncoder;
+  private readonly minBatch: number;
 
   constructor(
     readonly id: number,
@@ -179,6 +226,7 @@ class Publisher {
   ) {
     this.enc = new PublishEncoder(topic, spec.qos, spec.payloadBytes);
     this.remaining = new Int32Array(spec.window);
+    this.minBatch = Math.max(1, Math.floor(spec.window / 8));
     this.sentAt = new Float64Array(spec.window);
     // Rate-driven publishers start staggered across one send interval so the load is steady.
     this.tokens = spec.ratePerPublisher > 0 ? -id / Math.max(1, spec.publishers) : Infinity;
@@ -186,7 +234,9 @@ class Publisher {
       this.blocked = false;
       engine.schedule(this);
     });
-    conn.onPacket = (p) => this.onPacket(p);
+    conn.onAck = (type, pid) => this.onAckFrame(type, pid);
+    conn.onPublish = () => this.protocolErrors++;
+    conn.onPacket = () => this.protocolErrors++;
   }
 
   get outstanding(): number {
@@ -205,6 +255,9 @@ class Publisher {
   pump(now: number): void {
     const s = this.spec;
     if (this.blocked || this.conn.closed) return;
+    // Unpaced publishers refill their window in batches (>= window/8 free slots), so one write
+    // carries several messages instead of one syscall per message.
+    if (s.ratePerPublisher === 0 && this.next - this.base > s.window - this.minBatch) return;
     const sock = this.conn.socket;
     sock.cork();
     while (this.tokens >= 1 && this.next < s.maxMessagesPerPublisher && this.next - this.base < s.window) {
@@ -275,23 +328,13 @@ class Publisher {
     if (moved) this.advance();
   }
 
-  private onPacket(p: mqtt.Packet): void {
-    switch (p.cmd) {
-      case 'puback':
-        if (this.spec.qos === 1) this.acked(p.messageId ?? 0);
-        else this.protocolErrors++;
-        break;
-      case 'pubrec':
-        if (this.spec.qos === 2) this.conn.socket.write(pubrel(p.messageId ?? 0));
-        else this.protocolErrors++;
-        break;
-      case 'pubcomp':
-        if (this.spec.qos === 2) this.acked(p.messageId ?? 0);
-        else this.protocolErrors++;
-        break;
-      default:
-        this.protocolErrors++;
+  private onAckFrame(type: number, pid: number): void {
+    if (type === PUBACK && this.spec.qos === 1) this.acked(pid);
+    else if (type === PUBREC && this.spec.qos === 2) {
+      if (this.conn.socket.writable) this.conn.socket.write(pubrel(pid));
     }
+    else if (type === PUBCOMP && this.spec.qos === 2) this.acked(pid);
+    else this.protocolErrors++;
   }
 }
 
@@ -312,6 +355,7 @@ export class Engine {
   private running = false;
   private deliveredInWindow = 0;
   private unexpected = 0;
+  private unexpectedAcks = 0;
   private readonly idPrefix: string;
 
   constructor(
@@ -342,10 +386,12 @@ export class Engine {
     for (const p of batch) p.pump(now);
   }
 
-  private deliver(sub: Subscriber, payload: Buffer): void {
-    const h = readHeader(payload);
-    const stream = h ? sub.streams.get(h.pubId) : undefined;
-    if (!h || !stream) {
+  private readonly hdr: PayloadHeader = { pubId: 0, seq: 0, sentAt: 0 };
+
+  private deliver(sub: Subscriber, buf: Buffer, start: number, end: number): void {
+    const h = this.hdr;
+    const stream = readHeaderAt(buf, start, end, h) ? sub.streams.get(h.pubId) : undefined;
+    if (!stream) {
       this.unexpected++;
       return;
     }
@@ -369,14 +415,15 @@ export class Engine {
   private attachSubscriber(conn: Conn): Subscriber {
     const sub: Subscriber = { conn, streams: new Map() };
     const sock = conn.socket;
-    conn.onPacket = (p) => {
-      if (p.cmd === 'publish') {
-        if (p.qos === 1) sock.write(puback(p.messageId ?? 0));
-        else if (p.qos === 2) sock.write(pubrec(p.messageId ?? 0));
-        this.deliver(sub, p.payload as Buffer);
-      } else if (p.cmd === 'pubrel') {
-        sock.write(pubcomp(p.messageId ?? 0));
-      }
+    conn.onPublish = (qos, pid, buf, start, end) => {
+      // Acks are not written once we started closing (a QoS 2 exchange may still be finishing).
+      if (qos === 1 && sock.writable) sock.write(puback(pid));
+      else if (qos === 2 && sock.writable) sock.write(pubrec(pid));
+      this.deliver(sub, buf, start, end);
+    };
+    conn.onAck = (type, pid) => {
+      if (type !== PUBREL) this.unexpectedAcks++;
+      else if (sock.writable) sock.write(pubcomp(pid));
     };
     return sub;
   }
@@ -556,7 +603,7 @@ export class Engine {
     if (s.qos >= 1 && c.lost > 0) c.violations.push(`lost ${c.lost} at QoS ${s.qos}`);
     if (s.qos === 2 && c.duplicates > 0) c.violations.push(`${c.duplicates} duplicates at QoS 2`);
     if (c.unexpected > 0) c.violations.push(`${c.unexpected} unexpected messages`);
-    const protocolErrors = this.pubs.reduce((a, p) => a + p.protocolErrors, 0);
+    const protocolErrors = this.pubs.reduce((a, p) => a + p.protocolErrors, 0) + this.unexpectedAcks;
     if (protocolErrors > 0) c.violations.push(`${protocolErrors} unexpected acks`);
     if (this.pubs.some((p) => p.unacked > 0)) c.violations.push(`${this.pubs.reduce((a, p) => a + p.unacked, 0)} publishes never acked`);
     const closed = all.filter((x) => x.closed).length;
