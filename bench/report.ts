@@ -55,10 +55,27 @@ function metricsFor(sample: ResultLine): Metric[] {
   return ms;
 }
 
-function cell(v: number | undefined, unit: string, l: ResultLine | undefined): string {
+/** Broker core busy minus broker CPU above this (kernel network work and other processes) marks a contended case. */
+export const CONTENDED_PCT = 35;
+
+/** Generator CPU at or above this (% of its core) marks a figure as possibly generator-bound. */
+export const GENERATOR_BOUND_PCT = 90;
+
+export function generatorBound(l: ResultLine): boolean {
+  return (l.generator?.generatorCpuPct ?? 0) >= GENERATOR_BOUND_PCT;
+}
+
+/** Throughput the generator could sustain for this case if its cost per message stayed constant. */
+export function generatorCeiling(l: ResultLine): number | undefined {
+  const cpu = l.generator?.generatorCpuPct ?? 0;
+  return cpu > 5 && l.throughput > 0 ? Math.round((l.throughput * 100) / cpu) : undefined;
+}
+
+function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
   if (!l || l.skipped) return 'skipped';
   if (v === undefined) return 'n/a';
-  const s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
+  let s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
+  if (marks && generatorBound(l)) s += ' †';
   return l.ok ? s : `${s} ✗`;
 }
 
@@ -89,7 +106,8 @@ export function renderMarkdown(lines: ResultLine[]): string {
   for (const a of iot) for (const p of peers) ratioCols.push([a, p]);
   out.push(
     'Higher is better for msg/s and conn/s; lower is better for latency and RSS. Ratios are iot-bridge / peer, so a ratio above 1× ' +
-      'means iot-bridge is ahead on throughput and behind on latency and memory. ✗ marks a case whose correctness checks failed (see below).',
+      'means iot-bridge is ahead on throughput and behind on latency and memory. ✗ marks a case whose correctness checks failed (see below); ' +
+      `† marks a throughput where the generator used ≥ ${GENERATOR_BOUND_PCT}% of its core, i.e. the figure is a lower bound for that broker.`,
     '',
   );
   const header = ['Case', 'Metric', ...brokers.map(label), ...ratioCols.map(([a, p]) => `${label(a)} / ${label(p)}`)];
@@ -102,7 +120,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const row = [c, `${m.name} (${m.unit})`];
       for (const b of brokers) {
         const l = vals.get(b);
-        row.push(cell(l ? m.value(l) : undefined, m.unit, l));
+        row.push(cell(l ? m.value(l) : undefined, m.unit, l, m.unit === 'msg/s' || m.unit === 'conn/s'));
       }
       for (const [a, p] of ratioCols) {
         const la = vals.get(a);
@@ -114,9 +132,12 @@ export function renderMarkdown(lines: ResultLine[]): string {
   }
   out.push('', '## Correctness and load', '');
   out.push(
-    'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included), ' +
-      'generator CPU and broker CPU (% of one core, during the measured window). Generator CPU near 100% means the ' +
-      'generator, not the broker, was the limit for that case.',
+    'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
+      'generator process CPU and broker process CPU (% of one core, during the measured window); and the generator ceiling, ' +
+      'throughput × 100 / generator CPU, i.e. what the generator could drive on this case if the broker were free. ' +
+      'A broker figure close to the ceiling is limited by the generator, not by the broker. "core busy" is the whole broker ' +
+      `core (all processes, kernel network work included); ‡ marks a case where it exceeded the broker's own CPU by more than ${CONTENDED_PCT} points, ` +
+      'i.e. something else competed for the broker core (rerun on a quiet machine).',
     '',
   );
   const h2 = ['Case', ...brokers.map(label)];
@@ -133,9 +154,12 @@ export function renderMarkdown(lines: ResultLine[]): string {
       }
       const g = l.generator;
       const k = g.correctness;
-      const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%`;
+      const ceiling = generatorCeiling(l);
+      const st = l.brokerStats;
+      const other = st ? Math.max(0, Math.round(st.brokerCoreBusyPct - st.cpuPct)) : 0;
+      const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%${ceiling ? `; ceiling ${compact(ceiling)}` : ''}`;
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
-      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}`);
+      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; core ${l.host.brokerCore} busy ${fmt(st?.brokerCoreBusyPct ?? 0)}%${other > CONTENDED_PCT ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
     }
     out.push(`| ${row.join(' | ')} |`);
@@ -178,7 +202,7 @@ export function renderSvg(lines: ResultLine[]): string {
     s.push(`<text x="${lx + 20}" y="60" font-size="14">${esc(label(b))}</text>`);
     lx += 30 + label(b).length * 9;
   }
-  s.push(`<text x="${lx + 10}" y="60" font-size="13" fill="#666">hatched/"skipped" = not run; red value = correctness check failed</text>`);
+  s.push(`<text x="${lx + 10}" y="60" font-size="13" fill="#666">dashed = not run; red value = correctness check failed</text>`);
   cases.forEach((c, i) => {
     const x0 = 10 + (i % cols) * pw;
     const y0 = top + Math.floor(i / cols) * ph;

@@ -356,6 +356,7 @@ export class Engine {
   private deliveredInWindow = 0;
   private unexpected = 0;
   private unexpectedAcks = 0;
+  private uniqueReceived = 0;
   private readonly idPrefix: string;
 
   constructor(
@@ -401,6 +402,7 @@ export class Engine {
       this.deliveredInWindow++;
       this.latency.add(performance.now() - h.sentAt);
     }
+    if (first) this.uniqueReceived++;
     const pub = this.pubs[h.pubId];
     if (!first || !pub) return;
     if (this.spec.qos === 0) {
@@ -570,9 +572,12 @@ export class Engine {
     this.hooks.onMeasureEnd?.();
     this.running = false;
 
-    // Drain: wait (bounded) for every outstanding message to be acked and delivered or to stall out.
+    // Drain: wait (bounded) until every message is acked and delivered. QoS 0 may lose messages, so
+    // there a message also settles when a later one arrived or it stalled out.
     const d0 = performance.now();
-    const drained = (): boolean => this.pubs.every((p) => p.outstanding === 0 && p.unacked === 0);
+    const expected = this.pubs.reduce((a, p) => a + p.next * p.fanout, 0);
+    const drained = (): boolean =>
+      this.pubs.every((p) => p.unacked === 0 && (s.qos > 0 || p.outstanding === 0)) && (s.qos === 0 || this.uniqueReceived >= expected);
     while (!drained() && performance.now() - d0 < s.drainMs) await sleep(20);
     res.drainedFully = drained();
     res.drainMs = Math.round(performance.now() - d0);
@@ -600,7 +605,9 @@ export class Engine {
     }
     c.lost = c.expected - c.received;
     c.unexpected = this.unexpected;
-    if (s.qos >= 1 && c.lost > 0) c.violations.push(`lost ${c.lost} at QoS ${s.qos}`);
+    if (s.qos >= 1 && c.lost > 0) {
+      c.violations.push(`lost ${c.lost} at QoS ${s.qos}${res.drainedFully ? '' : ` (not delivered ${res.drainMs} ms after publishing stopped)`}`);
+    }
     if (s.qos === 2 && c.duplicates > 0) c.violations.push(`${c.duplicates} duplicates at QoS 2`);
     if (c.unexpected > 0) c.violations.push(`${c.unexpected} unexpected messages`);
     const protocolErrors = this.pubs.reduce((a, p) => a + p.protocolErrors, 0) + this.unexpectedAcks;
