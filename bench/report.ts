@@ -71,11 +71,20 @@ export function generatorCeiling(l: ResultLine): number | undefined {
   return cpu > 5 && l.throughput > 0 ? Math.round((l.throughput * 100) / cpu) : undefined;
 }
 
+/** Something other than the broker (or the generator) kept its core busy during the measured window. */
+export function contended(l: ResultLine): boolean {
+  const st = l.brokerStats;
+  if (st === undefined || l.host.brokerCore === 'unpinned') return false;
+  const gen = l.generator?.generatorCpuPct ?? 0;
+  return st.brokerCoreBusyPct - st.cpuPct > CONTENDED_PCT || st.generatorCoreBusyPct - gen > CONTENDED_PCT;
+}
+
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
   if (!l || l.skipped) return 'skipped';
   if (v === undefined) return 'n/a';
   let s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
   if (marks && generatorBound(l)) s += ' †';
+  if (marks && contended(l)) s += ' ‡';
   return l.ok ? s : `${s} ✗`;
 }
 
@@ -107,7 +116,8 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push(
     'Higher is better for msg/s and conn/s; lower is better for latency and RSS. Ratios are iot-bridge / peer, so a ratio above 1× ' +
       'means iot-bridge is ahead on throughput and behind on latency and memory. ✗ marks a case whose correctness checks failed (see below); ' +
-      `† marks a throughput where the generator used ≥ ${GENERATOR_BOUND_PCT}% of its core, i.e. the figure is a lower bound for that broker.`,
+      `† marks a throughput where the generator used ≥ ${GENERATOR_BOUND_PCT}% of its core, i.e. the figure is a lower bound for that broker; ` +
+      '‡ marks a case where something else competed for the broker or generator core (see the second table): do not quote it.',
     '',
   );
   const header = ['Case', 'Metric', ...brokers.map(label), ...ratioCols.map(([a, p]) => `${label(a)} / ${label(p)}`)];
@@ -135,9 +145,9 @@ export function renderMarkdown(lines: ResultLine[]): string {
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
       'generator process CPU and broker process CPU (% of one core, during the measured window); and the generator ceiling, ' +
       'throughput × 100 / generator CPU, i.e. what the generator could drive on this case if the broker were free. ' +
-      'A broker figure close to the ceiling is limited by the generator, not by the broker. "core busy" is the whole broker ' +
-      `core (all processes, kernel network work included); ‡ marks a case where it exceeded the broker's own CPU by more than ${CONTENDED_PCT} points, ` +
-      'i.e. something else competed for the broker core (rerun on a quiet machine).',
+      'A broker figure close to the ceiling is limited by the generator, not by the broker. "cores busy" is the whole broker ' +
+      `core / generator core (all processes, kernel network work included); ‡ marks a case where one of them exceeded its own process's CPU by more than ${CONTENDED_PCT} points, ` +
+      'i.e. something else competed for the core (rerun on a quiet machine).',
     '',
   );
   const h2 = ['Case', ...brokers.map(label)];
@@ -156,10 +166,9 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const k = g.correctness;
       const ceiling = generatorCeiling(l);
       const st = l.brokerStats;
-      const other = st ? Math.max(0, Math.round(st.brokerCoreBusyPct - st.cpuPct)) : 0;
       const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%${ceiling ? `; ceiling ${compact(ceiling)}` : ''}`;
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
-      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; core ${l.host.brokerCore} busy ${fmt(st?.brokerCoreBusyPct ?? 0)}%${other > CONTENDED_PCT ? ' ‡' : ''}`);
+      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; cores busy ${fmt(st?.brokerCoreBusyPct ?? 0)}% / ${fmt(st?.generatorCoreBusyPct ?? 0)}%${contended(l) ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
     }
     out.push(`| ${row.join(' | ')} |`);

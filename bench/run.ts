@@ -243,6 +243,8 @@ async function main(): Promise<void> {
     fs.appendFileSync(jsonl, `${JSON.stringify(l)}\n`);
   };
 
+  const load = os.loadavg()[0];
+  if (load > 0.5) log(`WARNING: load average ${load.toFixed(2)} before the run: other processes compete for the cores; cases where they did are marked ‡`);
   log(`run ${runId}: ${cases.length} cases x ${brokers.length} brokers${opts.quick ? ' (quick)' : ''}; results -> ${path.relative(REPO_ROOT, jsonl)}`);
   for (const def of brokers) {
     let skip = def.unavailable();
