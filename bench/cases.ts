@@ -1,12 +1,7 @@
 // The case matrix. The same cases run against every broker.
 import type { CaseSpec, QoS } from './types';
 
-export interface Mode {
-  quick: boolean;
-  /** Window of unacked messages per publisher in p2p and latency (also Mosquitto's max_inflight_messages). */
-  window: number;
-}
-
+/** Window of unacked messages per publisher in p2p and latency (also Mosquitto's max_inflight_messages). */
 export const WINDOW = 64;
 
 export function buildCases(quick: boolean): CaseSpec[] {
