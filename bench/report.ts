@@ -184,7 +184,7 @@ function esc(s: string): string {
 
 function compact(n: number): string {
   if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
-  if (n >= 1e4) return `${Math.round(n / 1e3)}k`;
+  if (n >= 9950) return `${Math.round(n / 1e3)}k`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
   return String(Math.round(n));
 }
@@ -211,7 +211,7 @@ export function renderSvg(lines: ResultLine[]): string {
     s.push(`<text x="${lx + 20}" y="60" font-size="14">${esc(label(b))}</text>`);
     lx += 30 + label(b).length * 9;
   }
-  s.push(`<text x="${lx + 10}" y="60" font-size="13" fill="#666">dashed = not run; red value = correctness check failed</text>`);
+  s.push(`<text x="${lx + 10}" y="60" font-size="13" fill="#666">dashed = not run; ✗ red = correctness failed; † generator-bound; ‡ cores contended</text>`);
   cases.forEach((c, i) => {
     const x0 = 10 + (i % cols) * pw;
     const y0 = top + Math.floor(i / cols) * ph;
@@ -220,8 +220,8 @@ export function renderSvg(lines: ResultLine[]): string {
       return { b, l, v: l && !l.skipped && l.generator ? l.throughput : undefined };
     });
     const max = Math.max(1, ...vals.map((v) => v.v ?? 0));
-    const chartTop = y0 + 30;
-    const chartH = ph - 75;
+    const chartTop = y0 + 48;
+    const chartH = ph - 93;
     const base = chartTop + chartH;
     s.push(`<rect x="${x0 + 5}" y="${y0}" width="${pw - 10}" height="${ph - 10}" fill="#fafafa" stroke="#ddd"/>`);
     const unit = vals.find((v) => v.l)?.l?.throughputUnit ?? '';
@@ -238,8 +238,9 @@ export function renderSvg(lines: ResultLine[]): string {
       } else {
         const h = Math.max(1, (v.v / max) * chartH);
         s.push(`<rect x="${bx}" y="${base - h}" width="${bw}" height="${h}" fill="${color}"/>`);
-        const bad = v.l && !v.l.ok;
-        s.push(`<text x="${bx + bw / 2}" y="${base - h - 4}" font-size="11" text-anchor="middle" fill="${bad ? '#d62728' : '#222'}">${compact(v.v)}${bad ? ' ✗' : ''}</text>`);
+        const bad = v.l !== undefined && !v.l.ok;
+        const marks = `${bad ? ' ✗' : ''}${v.l && generatorBound(v.l) ? ' †' : ''}${v.l && contended(v.l) ? ' ‡' : ''}`;
+        s.push(`<text x="${bx + bw / 2}" y="${base - h - 4}" font-size="11" text-anchor="middle" fill="${bad ? '#d62728' : '#222'}">${compact(v.v)}${marks}</text>`);
       }
       const short = label(v.b).replace('iot-bridge (relaxed)', 'iot relaxed');
       s.push(`<text x="${bx + bw / 2}" y="${base + 16}" font-size="10" text-anchor="middle">${esc(short)}</text>`);
