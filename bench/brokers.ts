@@ -295,3 +295,32 @@ export function readListenOverflows(): number {
   }
   return 0;
 }
+
+/** CPU seconds (utime + stime) of every process on the machine, by PID. */
+export function readAllCpuSeconds(): Map<number, number> {
+  const out = new Map<number, number>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    if (!/^\d+$/.test(n)) continue;
+    const pid = Number(n);
+    const s = readCpuSeconds(pid);
+    if (s > 0) out.set(pid, s);
+  }
+  return out;
+}
+
+/** CPU used by every process except `exclude` between two readAllCpuSeconds() snapshots, in % of one core. */
+export function othersCpuPct(a: Map<number, number>, b: Map<number, number>, exclude: number[], secs: number): number {
+  if (secs <= 0) return 0;
+  let sum = 0;
+  for (const [pid, s] of b) {
+    if (exclude.includes(pid)) continue;
+    sum += s - (a.get(pid) ?? 0);
+  }
+  return Math.round((sum / secs) * 1000) / 10;
+}

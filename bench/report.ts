@@ -55,8 +55,8 @@ function metricsFor(sample: ResultLine): Metric[] {
   return ms;
 }
 
-/** Broker core busy minus broker CPU above this (kernel network work and other processes) marks a contended case. */
-export const CONTENDED_PCT = 35;
+/** Other processes using more than this (% of one core) during the window mark a contended case. */
+export const CONTENDED_PCT = 20;
 
 /** Generator CPU at or above this (% of its core) marks a figure as possibly generator-bound. */
 export const GENERATOR_BOUND_PCT = 90;
@@ -74,9 +74,7 @@ export function generatorCeiling(l: ResultLine): number | undefined {
 /** Something other than the broker (or the generator) kept its core busy during the measured window. */
 export function contended(l: ResultLine): boolean {
   const st = l.brokerStats;
-  if (st === undefined || l.host.brokerCore === 'unpinned') return false;
-  const gen = l.generator?.generatorCpuPct ?? 0;
-  return st.brokerCoreBusyPct - st.cpuPct > CONTENDED_PCT || st.generatorCoreBusyPct - gen > CONTENDED_PCT;
+  return st !== undefined && (st.othersCpuPct ?? 0) > CONTENDED_PCT;
 }
 
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
@@ -145,9 +143,9 @@ export function renderMarkdown(lines: ResultLine[]): string {
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
       'generator process CPU and broker process CPU (% of one core, during the measured window); and the generator ceiling, ' +
       'throughput × 100 / generator CPU, i.e. what the generator could drive on this case if the broker were free. ' +
-      'A broker figure close to the ceiling is limited by the generator, not by the broker. "cores busy" is the whole broker ' +
-      `core / generator core (all processes, kernel network work included); ‡ marks a case where one of them exceeded its own process's CPU by more than ${CONTENDED_PCT} points, ` +
-      'i.e. something else competed for the core (rerun on a quiet machine).',
+      'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU of every other process ' +
+      `on the machine during the window (% of one core); ‡ marks a case where it exceeded ${CONTENDED_PCT}%, i.e. something else competed ` +
+      'for the cores (rerun on a quiet machine).',
     '',
   );
   const h2 = ['Case', ...brokers.map(label)];
@@ -168,7 +166,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const st = l.brokerStats;
       const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%${ceiling ? `; ceiling ${compact(ceiling)}` : ''}`;
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
-      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; cores busy ${fmt(st?.brokerCoreBusyPct ?? 0)}% / ${fmt(st?.generatorCoreBusyPct ?? 0)}%${contended(l) ? ' ‡' : ''}`);
+      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(st?.othersCpuPct ?? 0)}%${contended(l) ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
     }
     out.push(`| ${row.join(' | ')} |`);

@@ -10,6 +10,8 @@ import {
   aedes,
   coreBusyPct,
   ensureMosquitto,
+  othersCpuPct,
+  readAllCpuSeconds,
   freePort,
   iotBridge,
   mosquitto,
@@ -104,6 +106,7 @@ interface CaseRun {
   brokerCpuPct: number;
   brokerCoreBusyPct: number;
   generatorCoreBusyPct: number;
+  othersCpuPct: number;
   listenOverflows: number;
   rssPeakKiB: number;
   rssConnectedKiB?: number;
@@ -120,11 +123,13 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     brokerCpuPct: 0,
     brokerCoreBusyPct: 0,
     generatorCoreBusyPct: 0,
+    othersCpuPct: 0,
     listenOverflows: 0,
     rssPeakKiB: readRssKiB(broker.pid),
   };
   let cpu0 = readCpuSeconds(broker.pid);
   let cores0 = readCoreTimes();
+  let procs0 = readAllCpuSeconds();
   const overflows0 = readListenOverflows();
   let t0 = Date.now();
   const windowEnd = (): void => {
@@ -133,6 +138,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     const cores1 = readCoreTimes();
     run.brokerCoreBusyPct = coreBusyPct(cores0, cores1, cores.broker);
     run.generatorCoreBusyPct = coreBusyPct(cores0, cores1, cores.generator);
+    run.othersCpuPct = othersCpuPct(procs0, readAllCpuSeconds(), [broker.pid, child.pid ?? -1, process.pid], secs);
   };
   const sampler = setInterval(() => {
     run.rssPeakKiB = Math.max(run.rssPeakKiB, readRssKiB(broker.pid));
@@ -156,6 +162,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
         case 'measure-start':
           cpu0 = readCpuSeconds(broker.pid);
           cores0 = readCoreTimes();
+          procs0 = readAllCpuSeconds();
           t0 = Date.now();
           break;
         case 'measure-end':
@@ -297,6 +304,7 @@ async function main(): Promise<void> {
           cpuPct: run.brokerCpuPct,
           brokerCoreBusyPct: run.brokerCoreBusyPct,
           generatorCoreBusyPct: run.generatorCoreBusyPct,
+          othersCpuPct: run.othersCpuPct,
           listenOverflows: run.listenOverflows,
           rssStartKiB: rssStart,
           rssPeakKiB: run.rssPeakKiB,

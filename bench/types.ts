@@ -129,6 +129,8 @@ export interface ResultLine {
     /** Whole-core busy % (all processes, softirq included) of the broker's and generator's cores in the window. */
     brokerCoreBusyPct: number;
     generatorCoreBusyPct: number;
+    /** CPU used by every other process on the machine during the window, % of one core (contention indicator). */
+    othersCpuPct: number;
     /** SYNs dropped on full accept queues during the case (system-wide TcpExt ListenOverflows). */
     listenOverflows: number;
     rssStartKiB: number;
