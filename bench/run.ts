@@ -25,7 +25,7 @@ import {
   type RunningBroker,
 } from './brokers';
 import { WINDOW, buildCases, caseBoundMs } from './cases';
-import { writeReports } from './report';
+import { CONTENDED_PCT, writeReports } from './report';
 import type { CaseSpec, GeneratorResult, ParentToWorker, ResultLine, WorkerToParent } from './types';
 
 interface Options {
@@ -34,6 +34,7 @@ interface Options {
   cases: string[] | null;
   iotCli: string;
   outDir: string;
+  retries: number;
 }
 
 function usage(): never {
@@ -42,6 +43,8 @@ function usage(): never {
       'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,aedes,mosquitto] [--cases p2p,fanout,...]',
       '                        [--iot-cli dist/src/cli.js] [--out bench/results]',
       '  --quick     reduced matrix and shorter windows (< 2 minutes)',
+      '  --retries N rerun a case up to N times (default 1, max 5) when other processes used the CPU during its window;',
+      '              the least contended attempt is kept (within the time budget)',
       '  --iot-cli   the iot-bridge CLI to start (default dist/src/cli.js); any program honouring the same',
       '              contract works, e.g. dist/bench/peers/aedes-server.js to test the wiring',
       '',
@@ -57,6 +60,7 @@ function parseArgs(argv: string[]): Options {
     cases: null,
     iotCli: path.join(REPO_ROOT, 'dist', 'src', 'cli.js'),
     outDir: path.join(REPO_ROOT, 'bench', 'results'),
+    retries: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -70,6 +74,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--cases') o.cases = val().split(',').filter(Boolean);
     else if (a === '--iot-cli') o.iotCli = path.resolve(val());
     else if (a === '--out') o.outDir = path.resolve(val());
+    else if (a === '--retries') o.retries = Math.max(0, Math.min(5, Number(val()) || 0));
     else if (a === '--help' || a === '-h') usage();
     else throw new Error(`unknown argument ${a} (try --help)`);
   }
@@ -220,10 +225,68 @@ async function probe(def: BrokerDef, cores: Cores): Promise<string | null> {
   }
 }
 
+/** One attempt at one case: fresh broker, pinned generator, /proc sampling. Fills `line`. */
+async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: ResultLine): Promise<{ startFailed: boolean }> {
+  let startFailed = false;
+  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `iot-bench-${def.name}-`));
+  let broker: RunningBroker | null = null;
+  try {
+    const port = await freePort();
+    broker = await startBroker(def, cores.broker, port, workDir, 20_000);
+    const rssStart = readRssKiB(broker.pid);
+    const run = await runGenerator(spec, port, broker, cores);
+    const rssEnd = readRssKiB(broker.pid);
+    const diedDuringCase = broker.exited;
+    await broker.stop();
+    line.errors.push(...run.errors);
+    if (diedDuringCase) line.errors.push(`broker exited during the case (code ${broker.exitCode}, signal ${broker.exitSignal}): ${broker.tail()}`);
+    else if (broker.exitCode !== 0 && broker.exitSignal !== 'SIGTERM') line.errors.push(`broker did not exit 0 on SIGTERM (code ${broker.exitCode}, signal ${broker.exitSignal})`);
+    line.brokerStats = {
+      cpuPct: run.brokerCpuPct,
+      brokerCoreBusyPct: run.brokerCoreBusyPct,
+      generatorCoreBusyPct: run.generatorCoreBusyPct,
+      othersCpuPct: run.othersCpuPct,
+      listenOverflows: run.listenOverflows,
+      rssStartKiB: rssStart,
+      rssPeakKiB: run.rssPeakKiB,
+      rssEndKiB: rssEnd,
+      exitCode: broker.exitCode,
+      exitSignal: broker.exitSignal,
+    };
+    if (run.gen) {
+      line.generator = run.gen;
+      line.throughput = spec.scenario === 'connect' ? run.gen.connect?.perSec ?? 0 : run.gen.deliveredPerSec;
+      if (spec.scenario === 'connect' && run.rssConnectedKiB !== undefined && run.gen.connect && run.gen.connect.connected > 0) {
+        line.brokerStats.rssConnectedKiB = run.rssConnectedKiB;
+        line.brokerStats.rssPerConnKiB = Math.round(((run.rssConnectedKiB - rssStart) / run.gen.connect.connected) * 100) / 100;
+      }
+    }
+    line.ok = run.gen !== null && run.gen.correctness.violations.length === 0 && line.errors.length === 0;
+    const g = run.gen;
+    const summary = !g
+      ? 'no result'
+      : spec.scenario === 'connect'
+        ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
+        : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
+    log(
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${run.othersCpuPct}%` +
+        (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`),
+    );
+  } catch (e) {
+    line.errors.push((e as Error).message);
+    log(`  ${def.label} ${spec.id}: ERROR ${(e as Error).message}`);
+    if (broker === null) startFailed = true;
+  } finally {
+    if (broker) await broker.stop();
+    fs.rmSync(workDir, { recursive: true, force: true });
+  }
+  return { startFailed };
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const budgetMs = opts.quick ? 110_000 : 570_000;
+  const budgetMs = opts.quick ? 100_000 : 560_000;
   const cores = pickCores();
   fs.mkdirSync(opts.outDir, { recursive: true });
 
@@ -253,6 +316,8 @@ async function main(): Promise<void> {
   const load = os.loadavg()[0];
   if (load > 0.5) log(`WARNING: load average ${load.toFixed(2)} before the run: other processes compete for the cores; cases where they did are marked ‡`);
   log(`run ${runId}: ${cases.length} cases x ${brokers.length} brokers${opts.quick ? ' (quick)' : ''}; results -> ${path.relative(REPO_ROOT, jsonl)}`);
+  let attemptsMade = 0;
+  let casesLeft = brokers.length * cases.length;
   for (const def of brokers) {
     let skip = def.unavailable();
     if (!skip && def.name === 'mosquitto' && mosquittoMissing) skip = mosquittoMissing;
@@ -283,59 +348,30 @@ async function main(): Promise<void> {
         line.skipped = `time budget of ${budgetMs / 1000} s exhausted`;
       }
       if (skip) line.skipped = skip;
+      casesLeft--;
       if (line.skipped) {
         emit(line);
         continue;
       }
-      const workDir = fs.mkdtempSync(path.join(os.tmpdir(), `iot-bench-${def.name}-`));
-      let broker: RunningBroker | null = null;
-      try {
-        const port = await freePort();
-        broker = await startBroker(def, cores.broker, port, workDir, 20_000);
-        const rssStart = readRssKiB(broker.pid);
-        const run = await runGenerator(spec, port, broker, cores);
-        const rssEnd = readRssKiB(broker.pid);
-        const diedDuringCase = broker.exited;
-        await broker.stop();
-        line.errors.push(...run.errors);
-        if (diedDuringCase) line.errors.push(`broker exited during the case (code ${broker.exitCode}, signal ${broker.exitSignal}): ${broker.tail()}`);
-        else if (broker.exitCode !== 0 && broker.exitSignal !== 'SIGTERM') line.errors.push(`broker did not exit 0 on SIGTERM (code ${broker.exitCode}, signal ${broker.exitSignal})`);
-        line.brokerStats = {
-          cpuPct: run.brokerCpuPct,
-          brokerCoreBusyPct: run.brokerCoreBusyPct,
-          generatorCoreBusyPct: run.generatorCoreBusyPct,
-          othersCpuPct: run.othersCpuPct,
-          listenOverflows: run.listenOverflows,
-          rssStartKiB: rssStart,
-          rssPeakKiB: run.rssPeakKiB,
-          rssEndKiB: rssEnd,
-          exitCode: broker.exitCode,
-          exitSignal: broker.exitSignal,
-        };
-        if (run.gen) {
-          line.generator = run.gen;
-          line.throughput = spec.scenario === 'connect' ? run.gen.connect?.perSec ?? 0 : run.gen.deliveredPerSec;
-          if (spec.scenario === 'connect' && run.rssConnectedKiB !== undefined && run.gen.connect && run.gen.connect.connected > 0) {
-            line.brokerStats.rssConnectedKiB = run.rssConnectedKiB;
-            line.brokerStats.rssPerConnKiB = Math.round(((run.rssConnectedKiB - rssStart) / run.gen.connect.connected) * 100) / 100;
-          }
-        }
-        line.ok = run.gen !== null && run.gen.correctness.violations.length === 0 && line.errors.length === 0;
-        const g = run.gen;
-        const summary = !g
-          ? 'no result'
-          : spec.scenario === 'connect'
-            ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
-            : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
-        log(`  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%${line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`}`);
-      } catch (e) {
-        line.errors.push((e as Error).message);
-        log(`  ${def.label} ${spec.id}: ERROR ${(e as Error).message}`);
-        if (broker === null) failedStarts++;
-      } finally {
-        if (broker) await broker.stop();
-        fs.rmSync(workDir, { recursive: true, force: true });
+      let attempt = 0;
+      let best: ResultLine | null = null;
+      for (;;) {
+        const tryLine: ResultLine = { ...line, errors: [], time: new Date().toISOString() };
+        const { startFailed } = await attemptCase(def, spec, cores, tryLine);
+        attemptsMade++;
+        if (startFailed) failedStarts++;
+        tryLine.attempts = attempt + 1;
+        const others = tryLine.brokerStats?.othersCpuPct ?? 0;
+        if (best === null || others < (best.brokerStats?.othersCpuPct ?? 0)) best = tryLine;
+        if (others <= CONTENDED_PCT || attempt >= opts.retries || startFailed) break;
+        // Retry only while ahead of schedule: the remaining cases must still fit in the budget.
+        const elapsed = Date.now() - started;
+        const perAttempt = elapsed / Math.max(1, attemptsMade);
+        if (elapsed + perAttempt * (casesLeft + 1) > budgetMs * 0.9) break;
+        attempt++;
+        log(`  ${def.label} ${spec.id}: other processes used ${others}% CPU during the window; retrying (${attempt}/${opts.retries})`);
       }
+      Object.assign(line, best, { attempts: attempt + 1 });
       emit(line);
       if (failedStarts >= 2) {
         // A broker that cannot start is not retried for every case.

@@ -119,6 +119,8 @@ export interface ResultLine {
   qos: QoS;
   payloadBytes: number;
   skipped?: string;
+  /** Attempts made (a contended case is retried, see --retries). */
+  attempts?: number;
   /** The main figure: msg/s delivered (message cases), connections/s (connect). */
   throughput: number;
   throughputUnit: 'msg/s' | 'conn/s';
