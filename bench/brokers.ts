@@ -314,13 +314,28 @@ export function readAllCpuSeconds(): Map<number, number> {
   return out;
 }
 
-/** CPU used by every process except `exclude` between two readAllCpuSeconds() snapshots, in % of one core. */
-export function othersCpuPct(a: Map<number, number>, b: Map<number, number>, exclude: number[], secs: number): number {
-  if (secs <= 0) return 0;
+/** CPU used by every process except `exclude` between two readAllCpuSeconds() snapshots, in % of one core,
+ * with the three biggest users ("java 80%"). */
+export function othersCpu(a: Map<number, number>, b: Map<number, number>, exclude: number[], secs: number): { pct: number; top: string[] } {
+  if (secs <= 0) return { pct: 0, top: [] };
   let sum = 0;
+  const users: [number, number][] = [];
   for (const [pid, s] of b) {
     if (exclude.includes(pid)) continue;
-    sum += s - (a.get(pid) ?? 0);
+    const d = s - (a.get(pid) ?? 0);
+    if (d <= 0) continue;
+    sum += d;
+    users.push([pid, d]);
   }
-  return Math.round((sum / secs) * 1000) / 10;
+  users.sort((x, y) => y[1] - x[1]);
+  const top = users.slice(0, 3).map(([pid, d]) => {
+    let comm = String(pid);
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      // exited
+    }
+    return `${comm} ${Math.round((d / secs) * 100)}%`;
+  });
+  return { pct: Math.round((sum / secs) * 1000) / 10, top };
 }

@@ -166,7 +166,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const st = l.brokerStats;
       const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%${ceiling ? `; ceiling ${compact(ceiling)}` : ''}`;
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
-      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(st?.othersCpuPct ?? 0)}%${contended(l) ? ' ‡' : ''}`);
+      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(st?.othersCpuPct ?? 0)}%${contended(l) && st?.othersTop?.[0] ? ` (${st.othersTop[0]})` : ''}${contended(l) ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
     }
     out.push(`| ${row.join(' | ')} |`);

@@ -10,7 +10,7 @@ import {
   aedes,
   coreBusyPct,
   ensureMosquitto,
-  othersCpuPct,
+  othersCpu,
   readAllCpuSeconds,
   freePort,
   iotBridge,
@@ -112,6 +112,7 @@ interface CaseRun {
   brokerCoreBusyPct: number;
   generatorCoreBusyPct: number;
   othersCpuPct: number;
+  othersTop: string[];
   listenOverflows: number;
   rssPeakKiB: number;
   rssConnectedKiB?: number;
@@ -129,6 +130,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     brokerCoreBusyPct: 0,
     generatorCoreBusyPct: 0,
     othersCpuPct: 0,
+    othersTop: [],
     listenOverflows: 0,
     rssPeakKiB: readRssKiB(broker.pid),
   };
@@ -143,7 +145,9 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     const cores1 = readCoreTimes();
     run.brokerCoreBusyPct = coreBusyPct(cores0, cores1, cores.broker);
     run.generatorCoreBusyPct = coreBusyPct(cores0, cores1, cores.generator);
-    run.othersCpuPct = othersCpuPct(procs0, readAllCpuSeconds(), [broker.pid, child.pid ?? -1, process.pid], secs);
+    const others = othersCpu(procs0, readAllCpuSeconds(), [broker.pid, child.pid ?? -1, process.pid], secs);
+    run.othersCpuPct = others.pct;
+    run.othersTop = others.top;
   };
   const sampler = setInterval(() => {
     run.rssPeakKiB = Math.max(run.rssPeakKiB, readRssKiB(broker.pid));
@@ -246,6 +250,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
       brokerCoreBusyPct: run.brokerCoreBusyPct,
       generatorCoreBusyPct: run.generatorCoreBusyPct,
       othersCpuPct: run.othersCpuPct,
+      othersTop: run.othersTop,
       listenOverflows: run.listenOverflows,
       rssStartKiB: rssStart,
       rssPeakKiB: run.rssPeakKiB,
@@ -269,7 +274,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
-      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${run.othersCpuPct}%` +
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${run.othersCpuPct}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
         (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`),
     );
   } catch (e) {

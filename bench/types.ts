@@ -133,6 +133,8 @@ export interface ResultLine {
     generatorCoreBusyPct: number;
     /** CPU used by every other process on the machine during the window, % of one core (contention indicator). */
     othersCpuPct: number;
+    /** The biggest other users, e.g. "java 80%". */
+    othersTop?: string[];
     /** SYNs dropped on full accept queues during the case (system-wide TcpExt ListenOverflows). */
     listenOverflows: number;
     rssStartKiB: number;
