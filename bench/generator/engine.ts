@@ -254,7 +254,8 @@ class Publisher {
 
   pump(now: number): void {
     const s = this.spec;
-    if (this.blocked || this.conn.closed) return;
+    if (this.blocked || this.conn.closed || this.tokens < 1) return;
+    if (this.next >= s.maxMessagesPerPublisher || this.next - this.base >= s.window) return;
     // Unpaced publishers refill their window in batches (>= window/8 free slots), so one write
     // carries several messages instead of one syscall per message.
     if (s.ratePerPublisher === 0 && this.next - this.base > s.window - this.minBatch) return;
@@ -554,7 +555,7 @@ export class Engine {
           p.tokens = Math.min(p.tokens + (s.ratePerPublisher * dt) / 1000, Math.max(1, s.ratePerPublisher * 0.05));
         }
         p.unstall(now);
-        this.schedule(p);
+        if (s.ratePerPublisher > 0 && p.tokens >= 1) this.schedule(p);
       }
     }, 2);
     for (const p of this.pubs) this.schedule(p);
