@@ -40,11 +40,11 @@ function metricsFor(sample: ResultLine): Metric[] {
   const ran = (l: ResultLine): boolean => !l.skipped && l.generator !== undefined;
   if (sample.scenario === 'connect') {
     return [
-      { name: 'connections/s', unit: 'conn/s', better: 'higher', value: (l) => (ran(l) ? l.throughput : undefined) },
+      { name: 'connections', unit: 'conn/s', better: 'higher', value: (l) => (ran(l) ? l.throughput : undefined) },
       { name: 'broker RSS per connection', unit: 'KiB', better: 'lower', value: (l) => (ran(l) ? l.brokerStats?.rssPerConnKiB : undefined) },
     ];
   }
-  const ms: Metric[] = [{ name: 'delivered msg/s', unit: 'msg/s', better: 'higher', value: (l) => (ran(l) ? l.throughput : undefined) }];
+  const ms: Metric[] = [{ name: 'delivered', unit: 'msg/s', better: 'higher', value: (l) => (ran(l) ? l.throughput : undefined) }];
   if (sample.scenario === 'latency' || sample.scenario === 'fanin') {
     ms.push(
       { name: 'latency p50', unit: 'ms', better: 'lower', value: (l) => (ran(l) ? l.generator?.latency.p50Ms : undefined) },
@@ -82,7 +82,7 @@ function cell(v: number | undefined, unit: string, l: ResultLine | undefined, ma
   if (v === undefined) return 'n/a';
   let s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
   if (marks && generatorBound(l)) s += ' †';
-  if (marks && contended(l)) s += ' ‡';
+  if (contended(l)) s += ' ‡';
   return l.ok ? s : `${s} ✗`;
 }
 
@@ -104,7 +104,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
     const l = lines.find((x) => x.broker === b);
     const skipped = lines.filter((x) => x.broker === b && x.skipped);
     const why = skipped.length === lines.filter((x) => x.broker === b).length && skipped[0] ? ` — **${skipped[0].skipped}**` : '';
-    out.push(`- ${label(b)} ${l?.brokerVersion ?? ''}${why}`);
+    out.push(`- ${[label(b), l?.brokerVersion].filter(Boolean).join(' ')}${why}`);
   }
   out.push('');
   const iot = ['iot-bridge', 'iot-bridge-relaxed'];
