@@ -58,17 +58,28 @@ function metricsFor(sample: ResultLine): Metric[] {
 /** Other processes using more than this (% of one core) during the window mark a contended case. */
 export const CONTENDED_PCT = 20;
 
-/** Generator CPU at or above this (% of its core) marks a figure as possibly generator-bound. */
+/** Generator core load at or above this (%) marks a figure as possibly generator-bound. */
 export const GENERATOR_BOUND_PCT = 90;
 
+/**
+ * How loaded the generator's core was: the busy share of its pinned core, which includes the kernel's
+ * loopback work for the packets the generator sends (softirq, not charged to the process), or the
+ * process CPU when nothing is pinned.
+ */
+export function generatorLoad(l: ResultLine): number {
+  const st = l.brokerStats;
+  if (st && l.host.generatorCore !== 'unpinned' && st.generatorCoreBusyPct > 0) return st.generatorCoreBusyPct;
+  return l.generator?.generatorCpuPct ?? 0;
+}
+
 export function generatorBound(l: ResultLine): boolean {
-  return (l.generator?.generatorCpuPct ?? 0) >= GENERATOR_BOUND_PCT;
+  return generatorLoad(l) >= GENERATOR_BOUND_PCT;
 }
 
 /** Throughput the generator could sustain for this case if its cost per message stayed constant. */
 export function generatorCeiling(l: ResultLine): number | undefined {
-  const cpu = l.generator?.generatorCpuPct ?? 0;
-  return cpu > 5 && l.throughput > 0 ? Math.round((l.throughput * 100) / cpu) : undefined;
+  const load = generatorLoad(l);
+  return load > 5 && l.throughput > 0 ? Math.round((l.throughput * 100) / load) : undefined;
 }
 
 /** Something other than the broker (or the generator) kept its core busy during the measured window. */
@@ -114,7 +125,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push(
     'Higher is better for msg/s and conn/s; lower is better for latency and RSS. Ratios are iot-bridge / peer, so a ratio above 1× ' +
       'means iot-bridge is ahead on throughput and behind on latency and memory. ✗ marks a case whose correctness checks failed (see below); ' +
-      `† marks a throughput where the generator used ≥ ${GENERATOR_BOUND_PCT}% of its core, i.e. the figure is a lower bound for that broker; ` +
+      `† marks a throughput where the generator's core was ≥ ${GENERATOR_BOUND_PCT}% busy, i.e. the figure may be a lower bound for that broker; ` +
       '‡ marks a case where something else competed for the broker or generator core (see the second table): do not quote it.',
     '',
   );
@@ -141,8 +152,9 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push('', '## Correctness and load', '');
   out.push(
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
-      'generator process CPU and broker process CPU (% of one core, during the measured window); and the generator ceiling, ' +
-      'throughput × 100 / generator CPU, i.e. what the generator could drive on this case if the broker were free. ' +
+      'generator and broker process CPU, each with how busy its pinned core was (% during the measured window; the core figure ' +
+      "includes the kernel's loopback work for the packets that process sends, which is not charged to the process); and the " +
+      'generator ceiling, throughput × 100 / generator core busy, i.e. roughly what the generator could drive on this case. ' +
       'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU of every other process ' +
       `on the machine during the window (% of one core); ‡ marks a case where it exceeded ${CONTENDED_PCT}%, i.e. something else competed ` +
       'for the cores (rerun on a quiet machine).',
@@ -164,7 +176,10 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const k = g.correctness;
       const ceiling = generatorCeiling(l);
       const st = l.brokerStats;
-      const cpu = `gen ${fmt(g.generatorCpuPct)}% / broker ${fmt(l.brokerStats?.cpuPct ?? 0)}%${ceiling ? `; ceiling ${compact(ceiling)}` : ''}`;
+      const st0 = l.brokerStats;
+      const cpu =
+        `gen ${fmt(g.generatorCpuPct)}% (core ${fmt(st0?.generatorCoreBusyPct ?? 0)}%) / broker ${fmt(st0?.cpuPct ?? 0)}% (core ${fmt(st0?.brokerCoreBusyPct ?? 0)}%)` +
+        (ceiling ? `; ceiling ${compact(ceiling)}` : '');
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
       row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(st?.othersCpuPct ?? 0)}%${contended(l) && st?.othersTop?.[0] ? ` (${st.othersTop[0]})` : ''}${contended(l) ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
