@@ -35,6 +35,7 @@ interface Options {
   iotCli: string;
   outDir: string;
   retries: number;
+  ackBatchMs: number | null;
 }
 
 function usage(): never {
@@ -45,6 +46,7 @@ function usage(): never {
       '  --quick     reduced matrix and shorter windows (< 2 minutes)',
       '  --retries N rerun a case up to N times (default 1, max 5) when other processes used the CPU during its window;',
       '              the least contended attempt is kept (within the time budget)',
+      '  --ack-batch-ms N  generator batches its acks per connection for N ms (default 0 = write each at once)',
       '  --iot-cli   the iot-bridge CLI to start (default dist/src/cli.js); any program honouring the same',
       '              contract works, e.g. dist/bench/peers/aedes-server.js to test the wiring',
       '',
@@ -61,6 +63,7 @@ function parseArgs(argv: string[]): Options {
     iotCli: path.join(REPO_ROOT, 'dist', 'src', 'cli.js'),
     outDir: path.join(REPO_ROOT, 'bench', 'results'),
     retries: 1,
+    ackBatchMs: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -74,6 +77,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--cases') o.cases = val().split(',').filter(Boolean);
     else if (a === '--iot-cli') o.iotCli = path.resolve(val());
     else if (a === '--out') o.outDir = path.resolve(val());
+    else if (a === '--ack-batch-ms') o.ackBatchMs = Math.max(0, Math.min(10, Number(val()) || 0));
     else if (a === '--retries') o.retries = Math.max(0, Math.min(5, Number(val()) || 0));
     else if (a === '--help' || a === '-h') usage();
     else throw new Error(`unknown argument ${a} (try --help)`);
@@ -297,6 +301,7 @@ async function main(): Promise<void> {
 
   let cases = buildCases(opts.quick);
   if (opts.cases) cases = cases.filter((c) => opts.cases?.some((s) => c.id.includes(s)));
+  if (opts.ackBatchMs !== null) cases = cases.map((c) => ({ ...c, ackBatchMs: opts.ackBatchMs ?? c.ackBatchMs }));
 
   const mosquittoMissing = ensureMosquitto(log);
   const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), aedes(), mosquitto(WINDOW)];

@@ -28,6 +28,8 @@ export interface CaseSpec {
   setupTimeoutMs: number;
   /** Concurrent CONNECT handshakes in flight while setting up. */
   connectConcurrency: number;
+  /** Acks are batched per connection for this long (ms) before being written; 0 writes each at once. */
+  ackBatchMs: number;
   /** Connect case only: number of connections to open. */
   connections: number;
 }

@@ -63,6 +63,8 @@ const control = new ControlParser();
 /** One MQTT 3.1.1 connection on a raw socket. */
 export class Conn {
   readonly socket: net.Socket;
+  /** Acks waiting for the next batched flush (see Engine.sendAck). */
+  acks: Buffer[] = [];
   /** Control packets (CONNACK, SUBACK, ...), decoded by mqtt-packet. */
   onPacket: (p: mqtt.Packet) => void = () => undefined;
   /** PUBLISH frames, decoded in place: the payload is buf[start, end). */
@@ -332,7 +334,7 @@ class Publisher {
   private onAckFrame(type: number, pid: number): void {
     if (type === PUBACK && this.spec.qos === 1) this.acked(pid);
     else if (type === PUBREC && this.spec.qos === 2) {
-      if (this.conn.socket.writable) this.conn.socket.write(pubrel(pid));
+      this.engine.sendAck(this.conn, pubrel(pid));
     }
     else if (type === PUBCOMP && this.spec.qos === 2) this.acked(pid);
     else this.protocolErrors++;
@@ -368,6 +370,37 @@ export class Engine {
   ) {
     // Unique, short (<= 23 chars) client ids: aedes and MQTT 3.1.1 brokers may cap the length.
     this.idPrefix = `b${(process.pid % 100000).toString(36)}${(Date.now() % 1e6).toString(36)}`;
+  }
+
+  private ackPending = new Set<Conn>();
+  private ackTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Acks (PUBACK, PUBREC, PUBREL, PUBCOMP) are batched per connection for spec.ackBatchMs (0: written at
+   * once): a broker that writes one packet per syscall otherwise costs the generator one write per
+   * message. Not written once the socket is closing (a QoS 2 exchange may still be finishing).
+   */
+  sendAck(conn: Conn, buf: Buffer): void {
+    if (!conn.socket.writable) return;
+    if (this.spec.ackBatchMs <= 0) {
+      conn.socket.write(buf);
+      return;
+    }
+    conn.acks.push(buf);
+    this.ackPending.add(conn);
+    if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.flushAcks(), this.spec.ackBatchMs);
+  }
+
+  private flushAcks(): void {
+    this.ackTimer = null;
+    const batch = this.ackPending;
+    this.ackPending = new Set();
+    for (const c of batch) {
+      const acks = c.acks;
+      c.acks = [];
+      if (!c.socket.writable) continue;
+      c.socket.write(acks.length === 1 ? acks[0] : Buffer.concat(acks));
+    }
   }
 
   schedule(p: Publisher): void {
@@ -417,16 +450,15 @@ export class Engine {
 
   private attachSubscriber(conn: Conn): Subscriber {
     const sub: Subscriber = { conn, streams: new Map() };
-    const sock = conn.socket;
     conn.onPublish = (qos, pid, buf, start, end) => {
       // Acks are not written once we started closing (a QoS 2 exchange may still be finishing).
-      if (qos === 1 && sock.writable) sock.write(puback(pid));
-      else if (qos === 2 && sock.writable) sock.write(pubrec(pid));
+      if (qos === 1) this.sendAck(conn, puback(pid));
+      else if (qos === 2) this.sendAck(conn, pubrec(pid));
       this.deliver(sub, buf, start, end);
     };
     conn.onAck = (type, pid) => {
       if (type !== PUBREL) this.unexpectedAcks++;
-      else if (sock.writable) sock.write(pubcomp(pid));
+      else this.sendAck(conn, pubcomp(pid));
     };
     return sub;
   }
