@@ -1,0 +1,80 @@
+// The case matrix. The same cases run against every broker.
+import type { CaseSpec, QoS } from './types';
+
+/** Window of unacked messages per publisher in p2p and latency (also Mosquitto's max_inflight_messages). */
+export const WINDOW = 64;
+
+export function buildCases(quick: boolean): CaseSpec[] {
+  const t = quick
+    ? { warmupMs: 300, measureMs: 1500, drainMs: 4000, stallMs: 3000, setupTimeoutMs: 15_000 }
+    : { warmupMs: 1000, measureMs: 5000, drainMs: 10_000, stallMs: 5000, setupTimeoutMs: 30_000 };
+  const base = {
+    ...t,
+    publishers: 100,
+    subscribers: 100,
+    window: WINDOW,
+    ratePerPublisher: 0,
+    maxMessagesPerPublisher: 2_000_000,
+    // 50 handshakes in flight: below every broker's accept backlog (Mosquitto listens with 100),
+    // so no SYN is dropped and retried after 1 s; more in flight measured slower here, not faster.
+    connectConcurrency: 50,
+    connections: 0,
+    // Acks are written at once; --ack-batch-ms batches them (no measurable gain here, so off by default).
+    ackBatchMs: 0,
+  };
+  const cases: CaseSpec[] = [];
+  const payloads = quick ? [64] : [64, 1024];
+  for (const payloadBytes of payloads) {
+    for (const qos of [0, 1, 2] as QoS[]) {
+      cases.push({ ...base, id: `p2p-qos${qos}-${payloadBytes === 1024 ? '1KiB' : `${payloadBytes}B`}`, scenario: 'p2p', qos, payloadBytes });
+    }
+  }
+  for (const qos of (quick ? [1] : [0, 1]) as QoS[]) {
+    cases.push({
+      ...base,
+      id: `fanout-qos${qos}-1000subs`,
+      scenario: 'fanout',
+      qos,
+      payloadBytes: 64,
+      publishers: 1,
+      subscribers: 1000,
+      window: 32,
+      maxMessagesPerPublisher: 200_000,
+    });
+  }
+  cases.push({
+    ...base,
+    id: 'fanin-qos1-1000pubs',
+    scenario: 'fanin',
+    qos: 1,
+    payloadBytes: 64,
+    publishers: 1000,
+    subscribers: 1,
+    window: 8,
+    ratePerPublisher: 50,
+  });
+  cases.push({
+    ...base,
+    id: quick ? 'connect-2000' : 'connect-10000',
+    scenario: 'connect',
+    qos: 0,
+    payloadBytes: 0,
+    publishers: 0,
+    subscribers: 0,
+    connections: quick ? 2000 : 10_000,
+  });
+  cases.push({
+    ...base,
+    id: 'latency-qos1-10k',
+    scenario: 'latency',
+    qos: 1,
+    payloadBytes: 64,
+    ratePerPublisher: 100,
+  });
+  return cases;
+}
+
+/** Upper bound on one case's wall time, used as the orchestrator's hard timeout for the generator. */
+export function caseBoundMs(s: CaseSpec): number {
+  return s.setupTimeoutMs + s.warmupMs + s.measureMs + s.drainMs + 10_000;
+}
