@@ -4,72 +4,121 @@ import { MqttError } from './errors';
 import { ReasonCode } from './reason-codes';
 
 /**
+ * One mqtt-packet parser serves every connection: each connection cuts its byte stream into
+ * whole frames itself and hands the parser exactly one frame at a time, so the parser never
+ * holds state between calls. A parser per connection would cost kilobytes per idle client.
+ */
+let sharedParser = newParser();
+let parsed: Packet | null = null;
+let parseError: Error | null = null;
+
+/** mqtt-packet keeps the settings (protocol version) as a public field it reassigns on CONNECT. */
+type FrameParser = mqttPacket.Parser & { settings: ParserSettings };
+
+function newParser(): FrameParser {
+  const parser = mqttPacket.parser({}) as FrameParser;
+  parser.on('packet', (p: Packet) => (parsed = p));
+  parser.on('error', (e: Error) => (parseError ??= e));
+  return parser;
+}
+
+interface ParserSettings {
+  protocolVersion?: ProtocolVersion;
+}
+
+/**
  * Decodes a byte stream into MQTT packets.
  *
- * mqtt-packet's parser buffers a whole packet before it looks at its size, so a
- * peer could make us buffer up to 256 MiB. FrameGuard reads each fixed header
- * first and refuses an oversize packet before any of its body is kept.
+ * mqtt-packet's parser buffers a whole packet before it looks at its size, so a peer could
+ * make us buffer up to 256 MiB. The decoder reads each fixed header first and refuses an
+ * oversize packet before any of its body is kept.
  */
 export class PacketDecoder {
-  private readonly parser = mqttPacket.parser({});
-  private readonly packets: Packet[] = [];
-  private parseError: Error | null = null;
-  // Frame-boundary tracking: bytes still to skip in the current frame's body,
-  // and the partial fixed header (type byte + remaining-length bytes) being read.
-  private bodyBytesLeft = 0;
-  private header: number[] = [];
+  /** Bytes of an incomplete frame, and how many the frame needs in all (0: header incomplete). */
+  private chunks: Buffer[] = [];
+  private bufferedBytes = 0;
+  private needed = 0;
+  private settings: ParserSettings = {};
 
-  constructor(public maxPacketSize: number) {
-    this.parser.on('packet', (p: Packet) => this.packets.push(p));
-    this.parser.on('error', (e: Error) => {
-      this.parseError ??= e;
-    });
-  }
+  constructor(public maxPacketSize: number) {}
 
   /** Feeds bytes; returns the complete packets they finish. Throws MqttError on bad input. */
   push(chunk: Buffer): Packet[] {
-    this.checkFrames(chunk);
-    this.parser.parse(chunk);
-    if (this.parseError) {
-      const e = this.parseError;
-      // A CONNECT with a protocol level we do not speak is answered with CONNACK 0x01 (MQTT-3.1.2-2).
-      if (e.message === 'Invalid protocol version') {
-        throw new MqttError(ReasonCode.UnsupportedProtocolVersion, `unsupported protocol version: ${e.message}`);
-      }
-      throw new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${e.message}`);
+    let data = chunk;
+    if (this.chunks.length > 0) {
+      this.chunks.push(chunk);
+      this.bufferedBytes += chunk.length;
+      if (this.needed > this.bufferedBytes) return EMPTY;
+      data = Buffer.concat(this.chunks, this.bufferedBytes);
+      this.chunks = [];
+      this.bufferedBytes = 0;
     }
-    if (this.packets.length === 0) return EMPTY;
-    return this.packets.splice(0, this.packets.length);
+    let packets = EMPTY;
+    let pos = 0;
+    while (pos < data.length) {
+      const frameSize = this.frameSizeAt(data, pos);
+      if (frameSize < 0 || data.length - pos < frameSize) {
+        // Keep the rest; copy it so a small remainder does not pin a large socket chunk.
+        const rest = Buffer.from(data.subarray(pos));
+        this.chunks = [rest];
+        this.bufferedBytes = rest.length;
+        this.needed = Math.max(frameSize, 0);
+        break;
+      }
+      const packet = this.parseFrame(data.subarray(pos, pos + frameSize));
+      if (packets === EMPTY) packets = [];
+      packets.push(packet);
+      pos += frameSize;
+    }
+    return packets;
   }
 
-  private checkFrames(chunk: Buffer): void {
-    let i = 0;
-    while (i < chunk.length) {
-      if (this.bodyBytesLeft > 0) {
-        const n = Math.min(this.bodyBytesLeft, chunk.length - i);
-        this.bodyBytesLeft -= n;
-        i += n;
-        continue;
+  /** The size of the frame starting at `pos`, -1 if its fixed header is not complete yet. */
+  private frameSizeAt(data: Buffer, pos: number): number {
+    let remaining = 0;
+    let multiplier = 1;
+    for (let i = 1; i <= 4; i++) {
+      if (pos + i >= data.length) return -1;
+      const byte = data[pos + i];
+      remaining += (byte & 0x7f) * multiplier;
+      multiplier *= 128;
+      if ((byte & 0x80) === 0) {
+        const total = 1 + i + remaining;
+        if (total > this.maxPacketSize) {
+          throw new MqttError(
+            ReasonCode.PacketTooLarge,
+            `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`,
+          );
+        }
+        return total;
       }
-      this.header.push(chunk[i++]);
-      if (this.header.length === 1) continue;
-      const last = this.header[this.header.length - 1];
-      if (last & 0x80) {
-        if (this.header.length > 4) throw new MqttError(ReasonCode.MalformedPacket, 'malformed remaining length');
-        continue;
-      }
-      let remaining = 0;
-      for (let k = this.header.length - 1; k >= 1; k--) remaining = remaining * 128 + (this.header[k] & 0x7f);
-      const total = this.header.length + remaining;
-      if (total > this.maxPacketSize) {
-        throw new MqttError(
-          ReasonCode.PacketTooLarge,
-          `packet of ${total} bytes exceeds the maximum packet size ${this.maxPacketSize}`,
-        );
-      }
-      this.header = [];
-      this.bodyBytesLeft = remaining;
     }
+    throw new MqttError(ReasonCode.MalformedPacket, 'malformed remaining length');
+  }
+
+  private parseFrame(frame: Buffer): Packet {
+    parsed = null;
+    parseError = null;
+    sharedParser.settings = this.settings;
+    let leftover = 0;
+    try {
+      leftover = sharedParser.parse(frame);
+    } catch (e) {
+      parseError ??= e as Error;
+    }
+    const packet = parsed as Packet | null;
+    const error = parseError as Error | null;
+    if (error || !packet || leftover > 0) {
+      sharedParser = newParser(); // never let one connection's bad frame leave state for the next
+      const message = error?.message ?? 'packet shorter or longer than its remaining length';
+      // A CONNECT with a protocol level we do not speak is answered with CONNACK 0x01 (MQTT-3.1.2-2).
+      if (message === 'Invalid protocol version') {
+        throw new MqttError(ReasonCode.UnsupportedProtocolVersion, `unsupported protocol version: ${message}`);
+      }
+      throw new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${message}`);
+    }
+    if (packet.cmd === 'connect') this.settings = { protocolVersion: packet.protocolVersion };
+    return packet;
   }
 }
 
