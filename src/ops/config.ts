@@ -19,12 +19,12 @@ export interface Config extends BrokerOptions {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-/** `filters`: topic filters; a JSON array in a config file, comma-separated in a flag or environment variable. */
-type Kind = 'int' | 'string' | 'enum' | 'bool' | 'filters';
+type Kind = 'int' | 'string' | 'enum' | 'bool';
 
 export interface OptionSpec {
   key: keyof Config;
-  kind: Kind;
+  /** `filters`: topic filters; a JSON array in a config file, comma-separated in a flag or environment variable. */
+  kind: Kind | 'filters';
   doc: string;
   min?: number;
   max?: number;
@@ -98,6 +98,17 @@ export function flagName(key: string): string {
 function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
   const where = `${spec.key} (from ${source})`;
   switch (spec.kind) {
+    case 'filters': {
+      const list = typeof raw === 'string' ? (raw === '' ? [] : raw.split(',')) : raw;
+      if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
+        throw new ConfigError(`${where} must be a list of topic filters, got ${JSON.stringify(raw)}`);
+      }
+      for (const filter of list) {
+        const error = topicFilterError(filter);
+        if (error) throw new ConfigError(`${where}: ${JSON.stringify(filter)} is not a valid topic filter (${error})`);
+      }
+      return list;
+    }
     case 'int': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
       if (!Number.isInteger(n)) throw new ConfigError(`${where} must be an integer, got ${JSON.stringify(raw)}`);
@@ -118,17 +129,6 @@ function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Co
     case 'string':
       if (typeof raw !== 'string' || raw.length === 0) throw new ConfigError(`${where} must be a non-empty string`);
       return raw;
-    case 'filters': {
-      const list = typeof raw === 'string' ? (raw === '' ? [] : raw.split(',')) : raw;
-      if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
-        throw new ConfigError(`${where} must be a list of topic filters, got ${JSON.stringify(raw)}`);
-      }
-      for (const filter of list) {
-        const error = topicFilterError(filter);
-        if (error) throw new ConfigError(`${where}: ${JSON.stringify(filter)} is not a valid topic filter (${error})`);
-      }
-      return list;
-    }
   }
 }
 
