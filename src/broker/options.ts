@@ -10,6 +10,8 @@ export interface BrokerOptions {
   topicAliasMaximum: number;
   /** Largest keep alive granted (seconds); 0 for no limit. A larger request gets Server Keep Alive. */
   maxKeepAlive: number;
+  /** Topic filters no client may subscribe to: a requested filter they match gets SUBACK 0x80. */
+  denySubscribe: string[];
   /** A connection that sends no CONNECT within this time is closed (ms). */
   connectTimeoutMs: number;
   /** Maximum session expiry interval granted to MQTT 5 clients (seconds). */
@@ -37,6 +39,7 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxInflight: 256,
   topicAliasMaximum: 64,
   maxKeepAlive: 0,
+  denySubscribe: [],
   connectTimeoutMs: 10_000,
   maxSessionExpiryInterval: 0xffffffff,
   mqtt3SessionExpiryInterval: 0xffffffff,

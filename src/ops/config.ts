@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { type BrokerOptions, defaultBrokerOptions } from '../broker/options';
+import { topicFilterError } from '../protocol/topics';
 
 /** The whole configuration: where to listen, which store, and the broker core's options. */
 export interface Config extends BrokerOptions {
@@ -26,7 +27,8 @@ type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool';
 
 export interface OptionSpec {
   key: keyof Config;
-  kind: Kind;
+  /** `filters`: topic filters; a JSON array in a config file, comma-separated in a flag or environment variable. */
+  kind: Kind | 'filters';
   doc: string;
   min?: number;
   max?: number;
@@ -55,6 +57,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
   { key: 'topicAliasMaximum', kind: 'int', min: 0, max: 65535, doc: 'Topic aliases accepted from a client, and used towards a client at most.' },
   { key: 'maxKeepAlive', kind: 'int', min: 0, max: 65535, doc: 'Largest keep alive granted to MQTT 5 clients, seconds (0: no limit); larger requests get Server Keep Alive.' },
+  { key: 'denySubscribe', kind: 'filters', doc: 'Topic filters no client may subscribe to: a SUBSCRIBE for a filter one of them matches (`a/#` matches `a/b`, `a/+` and `a/#`; a `$share/{group}/` prefix is ignored) gets SUBACK 0x80 (MQTT 5 "Unspecified error", 3.1.1 "Failure"). Wider filters such as `#` are still granted. Empty by default.' },
   { key: 'connectTimeoutMs', kind: 'int', min: 100, max: 600_000, doc: 'A connection without CONNECT after this many ms is closed.' },
   { key: 'maxSessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Cap on the session expiry interval of MQTT 5 clients, seconds.' },
   { key: 'mqtt3SessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Session expiry of MQTT 3.x sessions with clean session 0, seconds (4294967295: never).' },
@@ -105,6 +108,17 @@ export function flagName(key: string): string {
 function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
   const where = `${spec.key} (from ${source})`;
   switch (spec.kind) {
+    case 'filters': {
+      const list = typeof raw === 'string' ? (raw === '' ? [] : raw.split(',')) : raw;
+      if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
+        throw new ConfigError(`${where} must be a list of topic filters, got ${JSON.stringify(raw)}`);
+      }
+      for (const filter of list) {
+        const error = topicFilterError(filter);
+        if (error) throw new ConfigError(`${where}: ${JSON.stringify(filter)} is not a valid topic filter (${error})`);
+      }
+      return list;
+    }
     case 'int': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
       if (!Number.isInteger(n)) throw new ConfigError(`${where} must be an integer, got ${JSON.stringify(raw)}`);

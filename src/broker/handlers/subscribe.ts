@@ -1,6 +1,6 @@
 import type { SubscribePacket } from '../../protocol/packets';
 import { ReasonCode } from '../../protocol/reason-codes';
-import { parseSharedFilter, topicFilterError } from '../../protocol/topics';
+import { parseSharedFilter, topicFilterError, topicMatches } from '../../protocol/topics';
 import type { StoredSubscription } from '../../store/types';
 import type { Channel } from '../channel';
 
@@ -22,6 +22,11 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket): void {
     }
     if (shared && request.nl) {
       return ch.close(ReasonCode.ProtocolError, 'No Local on a shared subscription'); // MQTT-3.8.3-4
+    }
+    const filter = shared && typeof shared !== 'string' ? shared.filter : request.topic;
+    if (ch.options.denySubscribe.some((denied) => topicMatches(denied, filter))) {
+      granted.push(ReasonCode.UnspecifiedError); // 0x80: MQTT 5 "Unspecified error", 3.1.1 "Failure"
+      continue;
     }
     if (!ch.broker.hooks.authorizeSubscribe(ch.clientId, request.topic)) {
       granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
