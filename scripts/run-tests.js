@@ -33,8 +33,12 @@ async function withRocketMQ(run) {
   const workDir = path.join(__dirname, '..', '.rocketmq', 'test');
   await local.stopLocalRocketMQ(workDir); // leftovers of an interrupted run (only PIDs recorded there)
   fs.rmSync(workDir, { recursive: true, force: true });
-  const namesrvPort = Number(process.env.ROCKETMQ_TEST_NAMESRV_PORT || 29876);
-  const brokerPort = Number(process.env.ROCKETMQ_TEST_BROKER_PORT || 30911);
+  // Preferred 29876/30911 (+1000 for the second broker); other free ports when another checkout
+  // on this machine is using them.
+  const { namesrvPort, brokerPort } =
+    process.env.ROCKETMQ_TEST_NAMESRV_PORT && process.env.ROCKETMQ_TEST_BROKER_PORT
+      ? { namesrvPort: Number(process.env.ROCKETMQ_TEST_NAMESRV_PORT), brokerPort: Number(process.env.ROCKETMQ_TEST_BROKER_PORT) }
+      : await local.pickFreePorts(29876, 30911, 2);
   const stop = () => local.stopLocalRocketMQ(workDir, (line) => console.error(`rocketmq: ${line}`));
   const onSignal = () => stop().finally(() => process.exit(130));
   process.once('SIGINT', onSignal);

@@ -14,7 +14,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DEFAULT_ROCKETMQ_VERSION, defaultCacheDir, startLocalRocketMQ, stopLocalRocketMQ } from '../../scripts/rocketmq/local-rocketmq';
+import { DEFAULT_ROCKETMQ_VERSION, defaultCacheDir, pickFreePorts, startLocalRocketMQ, stopLocalRocketMQ } from '../../scripts/rocketmq/local-rocketmq';
 import { MessageQueue, RocketMQClient } from '../../src/rocketmq';
 
 interface Measurement {
@@ -307,10 +307,11 @@ async function main(): Promise<void> {
   const stop = (): Promise<number> => stopLocalRocketMQ(workDir, log);
   process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
   try {
+    const ports = await pickFreePorts(env('ROCKETMQ_BENCH_NAMESRV_PORT', 25876), env('ROCKETMQ_BENCH_BROKER_PORT', 26911), 1);
     const started = await startLocalRocketMQ({
       workDir,
-      namesrvPort: env('ROCKETMQ_BENCH_NAMESRV_PORT', 25876),
-      brokers: [{ name: 'broker-a', port: env('ROCKETMQ_BENCH_BROKER_PORT', 26911) }],
+      namesrvPort: ports.namesrvPort,
+      brokers: [{ name: 'broker-a', port: ports.brokerPort }],
       version,
       log,
     });

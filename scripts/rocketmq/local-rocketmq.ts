@@ -127,6 +127,36 @@ export function assertPortFree(port: number, what: string): Promise<void> {
   });
 }
 
+async function isPortFree(port: number): Promise<boolean> {
+  try {
+    await assertPortFree(port, 'probe');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Ports for a namesrv and `brokerCount` brokers (broker i listens on brokerPort + 1000 * i and also
+ * uses port-2 and port+1). Tries the preferred ports first, then random ones below Linux's
+ * ephemeral range, so several checkouts on one machine can run their tests at the same time.
+ */
+export async function pickFreePorts(preferredNamesrv: number, preferredBroker: number, brokerCount: number): Promise<{ namesrvPort: number; brokerPort: number }> {
+  const allFree = async (namesrvPort: number, brokerPort: number): Promise<boolean> => {
+    const ports = [namesrvPort];
+    for (let i = 0; i < brokerCount; i++) ports.push(...brokerPorts(brokerPort + 1000 * i));
+    for (const p of ports) if (!(await isPortFree(p))) return false;
+    return true;
+  };
+  if (await allFree(preferredNamesrv, preferredBroker)) return { namesrvPort: preferredNamesrv, brokerPort: preferredBroker };
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const namesrvPort = 20000 + Math.floor(Math.random() * 6000);
+    const brokerPort = namesrvPort + 3000 + 10;
+    if (await allFree(namesrvPort, brokerPort)) return { namesrvPort, brokerPort };
+  }
+  throw new LocalRocketMQError('no free ports found for RocketMQ below 32768; set the ports explicitly');
+}
+
 function brokerPorts(port: number): number[] {
   return [port, port - 2, port + 1];
 }

@@ -43,6 +43,7 @@ export function isResponse(cmd: RemotingCommand): boolean {
   return (cmd.flag & FLAG_RESPONSE) !== 0;
 }
 
+/** Returns [8 reserved prefix bytes + header]; the caller fills in the prefix. */
 function encodeRocketMQHeader(cmd: RemotingCommand): Buffer {
   // Two passes (measure, then write in place) avoid a Buffer per key and value on the hot path.
   const remarkLength = cmd.remark ? Buffer.byteLength(cmd.remark, 'utf8') : 0;
@@ -53,8 +54,8 @@ function encodeRocketMQHeader(cmd: RemotingCommand): Buffer {
     if (value === undefined) continue;
     extLength += 2 + Buffer.byteLength(key, 'utf8') + 4 + Buffer.byteLength(value, 'utf8');
   }
-  const header = Buffer.allocUnsafe(2 + 1 + 2 + 4 + 4 + 4 + remarkLength + 4 + extLength);
-  let o = 0;
+  const header = Buffer.allocUnsafe(8 + 2 + 1 + 2 + 4 + 4 + 4 + remarkLength + 4 + extLength);
+  let o = 8;
   o = header.writeInt16BE(cmd.code, o);
   o = header.writeInt8(cmd.language, o);
   o = header.writeInt16BE(cmd.version, o);
@@ -76,8 +77,9 @@ function encodeRocketMQHeader(cmd: RemotingCommand): Buffer {
   return header;
 }
 
+/** Returns [8 reserved prefix bytes + header]; the caller fills in the prefix. */
 function encodeJsonHeader(cmd: RemotingCommand): Buffer {
-  const json = {
+  const json = JSON.stringify({
     code: cmd.code,
     language: LANGUAGE_NAMES[cmd.language] ?? 'OTHER',
     version: cmd.version,
@@ -86,19 +88,20 @@ function encodeJsonHeader(cmd: RemotingCommand): Buffer {
     remark: cmd.remark,
     extFields: cmd.extFields,
     serializeTypeCurrentRPC: 'JSON',
-  };
-  return Buffer.from(JSON.stringify(json), 'utf8');
+  });
+  const header = Buffer.allocUnsafe(8 + Buffer.byteLength(json, 'utf8'));
+  header.write(json, 8, 'utf8');
+  return header;
 }
 
-/** Encodes a command into one or two buffers (header part, body) for a vectored write. */
+/** Encodes a command into one or two buffers ([length, header length, header], body) for a vectored write. */
 export function encodeCommand(cmd: RemotingCommand, serializeType: SerializeType = SerializeType.ROCKETMQ): Buffer[] {
-  const header = serializeType === SerializeType.ROCKETMQ ? encodeRocketMQHeader(cmd) : encodeJsonHeader(cmd);
-  if (header.length > MAX_HEADER_BYTES) throw new RemotingProtocolError(`header too large: ${header.length} bytes`);
+  const head = serializeType === SerializeType.ROCKETMQ ? encodeRocketMQHeader(cmd) : encodeJsonHeader(cmd);
+  const headerLength = head.length - 8;
+  if (headerLength > MAX_HEADER_BYTES) throw new RemotingProtocolError(`header too large: ${headerLength} bytes`);
   const bodyLength = cmd.body?.length ?? 0;
-  const prefix = Buffer.allocUnsafe(8);
-  prefix.writeInt32BE(4 + header.length + bodyLength, 0);
-  prefix.writeInt32BE((serializeType << 24) | header.length, 4);
-  const head = Buffer.concat([prefix, header]);
+  head.writeInt32BE(4 + headerLength + bodyLength, 0);
+  head.writeInt32BE((serializeType << 24) | headerLength, 4);
   return bodyLength > 0 && cmd.body ? [head, cmd.body] : [head];
 }
 
@@ -161,13 +164,18 @@ function decodeJsonHeader(buf: Buffer): Omit<RemotingCommand, 'body'> {
     throw new RemotingProtocolError('JSON header is not an object');
   }
   const h = parsed as Record<string, unknown>;
-  const extFields: ExtFields = {};
+  let extFields: ExtFields = {};
   if (h.extFields !== undefined && h.extFields !== null) {
     if (typeof h.extFields !== 'object' || Array.isArray(h.extFields)) throw new RemotingProtocolError('JSON header extFields is not an object');
-    for (const [k, v] of Object.entries(h.extFields as Record<string, unknown>)) {
-      if (v === null || v === undefined) continue;
-      extFields[k] = typeof v === 'string' ? v : String(v);
+    // Brokers send string values; normalise anything else in place rather than copying the map.
+    const raw = h.extFields as Record<string, unknown>;
+    for (const k in raw) {
+      const v = raw[k];
+      if (typeof v === 'string') continue;
+      if (v === null || v === undefined) delete raw[k];
+      else raw[k] = String(v);
     }
+    extFields = raw as ExtFields;
   }
   const languageIndex = typeof h.language === 'string' ? LANGUAGE_NAMES.indexOf(h.language) : -1;
   return {

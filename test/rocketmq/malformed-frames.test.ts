@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import { after, before, test } from 'node:test';
 import { FLAG_RESPONSE, FrameDecoder, encodeCommand } from '../../src/rocketmq/codec';
 import { RemotingConnection, DEFAULT_CONNECTION_OPTIONS } from '../../src/rocketmq/connection';
-import { RemotingConnectionClosedError, RemotingProtocolError } from '../../src/rocketmq/errors';
+import { RemotingConnectionClosedError, RemotingProtocolError, RemotingTooManyRequestsError } from '../../src/rocketmq/errors';
 
 type Reply = (socket: net.Socket, opaque: number) => void;
 
@@ -134,5 +134,26 @@ test('a one-way request reaches the server with the one-way flag and expects no 
     assert.equal(conn.inFlight, 0);
   } finally {
     conn.close();
+  }
+});
+
+test('in-flight requests are bounded by count and by body bytes', async () => {
+  nextReply = () => undefined; // the server never answers
+  const byCount = new RemotingConnection(address, { ...DEFAULT_CONNECTION_OPTIONS, maxPendingRequests: 2 });
+  const byBytes = new RemotingConnection(address, { ...DEFAULT_CONNECTION_OPTIONS, maxPendingBytes: 10 });
+  const outstanding: Array<Promise<unknown>> = [];
+  try {
+    outstanding.push(byCount.request({ code: 1, extFields: {} }, 10_000), byCount.request({ code: 1, extFields: {} }, 10_000));
+    await assert.rejects(byCount.request({ code: 1, extFields: {} }, 10_000), RemotingTooManyRequestsError);
+    outstanding.push(byBytes.request({ code: 1, extFields: {}, body: Buffer.alloc(8) }, 10_000));
+    await assert.rejects(byBytes.request({ code: 1, extFields: {}, body: Buffer.alloc(8) }, 10_000), RemotingTooManyRequestsError);
+    assert.equal(byCount.inFlight, 2);
+    assert.equal(byBytes.inFlight, 1);
+  } finally {
+    byCount.close();
+    byBytes.close();
+    // Closing fails what was in flight; nothing is left pending.
+    const settled = await Promise.allSettled(outstanding);
+    assert.ok(settled.every((r) => r.status === 'rejected'));
   }
 });
