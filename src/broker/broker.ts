@@ -77,7 +77,7 @@ export class Broker {
         // Deliveries are sent in order within the in-flight window, so the unfinished sent
         // ones were a prefix of the queue: treat that prefix as sent (DUP=1 on re-send).
         const sent = entry.state === 'pubrec' || possiblySent++ < this.options.maxInflight;
-        session.outbound.push({ ...entry, ready: true, sent, done: false, bytes: entry.message.payload.length });
+        session.outbound.push({ ...entry, session, ready: true, sent, done: false, bytes: entry.message.payload.length });
         session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
       }
       for (const packetId of inboundQos2) session.inboundQos2.set(packetId, true);
@@ -356,20 +356,18 @@ export class Broker {
       },
       (e: unknown) => {
         this.stats.publishStoreFailures++;
-        for (const entry of entries) this.sessionOfEntry.get(entry)?.outbound.finish(entry);
+        for (const entry of entries) entry.session.outbound.finish(entry);
         this.pumpAll(entries);
         throw e;
       },
     );
   }
 
-  private readonly sessionOfEntry = new WeakMap<OutboundEntry, Session>();
-
   private pumpAll(entries: OutboundEntry[]): void {
     let last: Session | undefined;
     for (const entry of entries) {
-      const session = this.sessionOfEntry.get(entry);
-      if (session && session !== last) {
+      const session = entry.session;
+      if (session !== last) {
         session.owner?.pump();
         last = session;
       }
@@ -451,6 +449,7 @@ export class Broker {
       if (session.persistent && victim.qos > 0) ops.push({ op: 'dequeue', clientId: session.clientId, seq: victim.seq });
     }
     const entry: OutboundEntry = {
+      session,
       seq: session.allocateSeq(),
       message,
       qos: target.qos,
@@ -464,7 +463,6 @@ export class Broker {
       bytes,
     };
     queue.push(entry);
-    this.sessionOfEntry.set(entry, session);
     if (session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });
     entries.push(entry);
     return true;
@@ -495,10 +493,10 @@ export class Broker {
       const before = entries.length;
       if (!this.enqueueShared(group, entry.message, ops, entries, session.clientId)) continue;
       const moved = entries[before];
-      if (!moved || !this.sessionOfEntry.get(moved)?.online) {
+      if (!moved || !moved.session.online) {
         // No other member is online: keep it here rather than park it elsewhere.
         if (moved) {
-          this.sessionOfEntry.get(moved)?.outbound.finish(moved);
+          moved.session.outbound.finish(moved);
           const last = ops[ops.length - 1];
           if (last?.op === 'enqueue') ops.pop();
           entries.pop();

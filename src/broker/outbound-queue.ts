@@ -1,7 +1,10 @@
 import type { QueueEntryRecord } from '../store/types';
+import type { Session } from './session';
 
 /** A delivery on its way to one session. */
 export interface OutboundEntry extends QueueEntryRecord {
+  /** The session whose queue holds it. */
+  session: Session;
   /** False until the store has committed the publish that made this entry. */
   ready: boolean;
   /** A PUBLISH for it went out (or may have, before a restart): re-sends carry DUP=1. */
