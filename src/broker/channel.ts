@@ -242,21 +242,9 @@ export class Channel implements SessionOwner {
     if (this.state !== 'connected' || !session) return;
     const queue = session.outbound;
     const window = Math.min(this.client.receiveMaximum, this.options.maxInflight);
-    const now = Date.now();
     // First the PUBLISHes in flight before this connection, within the client's Receive Maximum.
-    let waiting = this.resend.filter((e) => !e.done && e.state === 'queued').length;
-    while (this.resend.length > 0) {
-      if (this.transport.bufferedBytes >= this.options.maxWriteBuffer) return;
-      const entry = this.resend[0];
-      const live = !entry.done && entry.state === 'queued'; // else acknowledged (or released) meanwhile
-      if (live && queue.inflight.size - waiting >= window) return;
-      this.resend.shift();
-      if (!live) continue;
-      waiting--;
-      const packet = this.publishPacket(entry, packetIdOf(entry.seq), true);
-      if (packet) this.send(packet);
-      else this.broker.finishDelivery(session, entry); // too large for this connection: discard (MQTT-3.1.2-25)
-    }
+    if (this.resend.length > 0 && !this.pumpResends(session, window)) return;
+    const now = Date.now();
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
       if (!entry) return;
@@ -277,6 +265,25 @@ export class Channel implements SessionOwner {
       this.broker.stats.messagesSent++;
       this.send(packet);
     }
+  }
+
+  /** Re-sends what was in flight before this connection; false while some still wait for room. */
+  private pumpResends(session: Session, window: number): boolean {
+    const queue = session.outbound;
+    let waiting = this.resend.filter((e) => !e.done && e.state === 'queued').length;
+    while (this.resend.length > 0) {
+      if (this.transport.bufferedBytes >= this.options.maxWriteBuffer) return false;
+      const entry = this.resend[0];
+      const live = !entry.done && entry.state === 'queued'; // else acknowledged (or released) meanwhile
+      if (live && queue.inflight.size - waiting >= window) return false;
+      this.resend.shift();
+      if (!live) continue;
+      waiting--;
+      const packet = this.publishPacket(entry, packetIdOf(entry.seq), true);
+      if (packet) this.send(packet);
+      else this.broker.finishDelivery(session, entry); // too large for this connection: discard (MQTT-3.1.2-25)
+    }
+    return true;
   }
 
   /** Builds the PUBLISH for a delivery, or null when it exceeds the client's maximum packet size. */
