@@ -2,6 +2,7 @@ import mqttPacket from 'mqtt-packet';
 import type { Packet, ProtocolVersion } from './packets';
 import { MqttError } from './errors';
 import { ReasonCode } from './reason-codes';
+import { fastDecode, fastEncode } from './fast-path';
 
 /**
  * One mqtt-packet parser serves every connection: each connection cuts its byte stream into
@@ -39,6 +40,8 @@ export class PacketDecoder {
   private bufferedBytes = 0;
   private needed = 0;
   private settings: ParserSettings = {};
+  /** Fixed-header size of the frame last measured by frameSizeAt. */
+  private headerLength = 0;
 
   constructor(public maxPacketSize: number) {}
 
@@ -65,7 +68,8 @@ export class PacketDecoder {
         this.needed = Math.max(frameSize, 0);
         break;
       }
-      const packet = this.parseFrame(data.subarray(pos, pos + frameSize));
+      const frame = data.subarray(pos, pos + frameSize);
+      const packet = fastDecode(frame, this.headerLength, this.settings.protocolVersion) ?? this.parseFrame(frame);
       if (packets === EMPTY) packets = [];
       packets.push(packet);
       pos += frameSize;
@@ -84,6 +88,7 @@ export class PacketDecoder {
       multiplier *= 128;
       if ((byte & 0x80) === 0) {
         const total = 1 + i + remaining;
+        this.headerLength = 1 + i;
         if (total > this.maxPacketSize) {
           throw new MqttError(
             ReasonCode.PacketTooLarge,
@@ -126,5 +131,5 @@ const EMPTY: Packet[] = [];
 
 /** Encodes a packet for the given protocol version. */
 export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {
-  return mqttPacket.generate(packet, { protocolVersion });
+  return fastEncode(packet, protocolVersion) ?? mqttPacket.generate(packet, { protocolVersion });
 }
