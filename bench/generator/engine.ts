@@ -520,6 +520,7 @@ export class Engine {
   private async runConnect(): Promise<GeneratorResult> {
     const s = this.spec;
     const res = this.baseResult();
+    this.hooks.onMeasureStart?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const { conns, failed } = await openMany(
