@@ -278,7 +278,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
-      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${run.othersCpuPct}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
         (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`),
     );
   } catch (e) {
