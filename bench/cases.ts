@@ -6,8 +6,8 @@ export const WINDOW = 64;
 
 export function buildCases(quick: boolean): CaseSpec[] {
   const t = quick
-    ? { warmupMs: 300, measureMs: 1500, drainMs: 4000, stallMs: 3000, setupTimeoutMs: 15_000 }
-    : { warmupMs: 1000, measureMs: 5000, drainMs: 10_000, stallMs: 5000, setupTimeoutMs: 30_000 };
+    ? { warmupMs: 300, measureMs: 1500, drainMs: 10_000, stallMs: 3000, setupTimeoutMs: 15_000 }
+    : { warmupMs: 1000, measureMs: 5000, drainMs: 20_000, stallMs: 5000, setupTimeoutMs: 30_000 };
   const base = {
     ...t,
     publishers: 100,

@@ -61,15 +61,24 @@ export const CONTENDED_PCT = 20;
 /** Generator core load at or above this (%) marks a figure as possibly generator-bound. */
 export const GENERATOR_BOUND_PCT = 90;
 
-/**
- * How loaded the generator's core was: the busy share of its pinned core, which includes the kernel's
- * loopback work for the packets the generator sends (softirq, not charged to the process), or the
- * process CPU when nothing is pinned.
- */
+/** How much of its core the generator process used during the window. */
 export function generatorLoad(l: ResultLine): number {
-  const st = l.brokerStats;
-  if (st && l.host.generatorCore !== 'unpinned' && st.generatorCoreBusyPct > 0) return st.generatorCoreBusyPct;
   return l.generator?.generatorCpuPct ?? 0;
+}
+
+/**
+ * CPU taken from the bench's two cores by anything else, % of one core: the larger of (a) the CPU of all
+ * other processes alive at the end of the window and (b) how much busier the two pinned cores were than
+ * the broker and generator processes themselves (this also catches processes that came and went).
+ */
+export function contentionPct(l: ResultLine): number {
+  const st = l.brokerStats;
+  if (!st) return 0;
+  const others = st.othersCpuPct ?? 0;
+  if (l.host.brokerCore === 'unpinned') return others;
+  const unaccounted =
+    Math.max(0, st.brokerCoreBusyPct - st.cpuPct) + Math.max(0, st.generatorCoreBusyPct - (l.generator?.generatorCpuPct ?? st.generatorCoreBusyPct));
+  return Math.round(Math.max(others, unaccounted));
 }
 
 export function generatorBound(l: ResultLine): boolean {
@@ -85,7 +94,7 @@ export function generatorCeiling(l: ResultLine): number | undefined {
 /** Something other than the broker (or the generator) kept its core busy during the measured window. */
 export function contended(l: ResultLine): boolean {
   const st = l.brokerStats;
-  return st !== undefined && (st.othersCpuPct ?? 0) > CONTENDED_PCT;
+  return st !== undefined && contentionPct(l) > CONTENDED_PCT;
 }
 
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
@@ -125,7 +134,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push(
     'Higher is better for msg/s and conn/s; lower is better for latency and RSS. Ratios are iot-bridge / peer, so a ratio above 1× ' +
       'means iot-bridge is ahead on throughput and behind on latency and memory. ✗ marks a case whose correctness checks failed (see below); ' +
-      `† marks a throughput where the generator's core was ≥ ${GENERATOR_BOUND_PCT}% busy, i.e. the figure may be a lower bound for that broker; ` +
+      `† marks a throughput where the generator process used ≥ ${GENERATOR_BOUND_PCT}% of its core, i.e. the figure may be a lower bound for that broker; ` +
       '‡ marks a case where something else competed for the broker or generator core (see the second table): do not quote it.',
     '',
   );
@@ -152,12 +161,11 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push('', '## Correctness and load', '');
   out.push(
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
-      'generator and broker process CPU, each with how busy its pinned core was (% during the measured window; the core figure ' +
-      "includes the kernel's loopback work for the packets that process sends, which is not charged to the process); and the " +
-      'generator ceiling, throughput × 100 / generator core busy, i.e. roughly what the generator could drive on this case. ' +
-      'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU of every other process ' +
-      `on the machine during the window (% of one core); ‡ marks a case where it exceeded ${CONTENDED_PCT}%, i.e. something else competed ` +
-      'for the cores (rerun on a quiet machine).',
+      'generator and broker process CPU, each with how busy its pinned core was (% during the measured window); and the ' +
+      'generator ceiling, throughput × 100 / generator CPU, i.e. roughly what the generator could drive on this case. ' +
+      'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU taken by anything else ' +
+      '(the larger of: all other processes, and how much busier the two cores were than the broker and generator processes), % of one core; ' +
+      `‡ marks a case where it exceeded ${CONTENDED_PCT}%, i.e. something else competed for the cores (rerun on a quiet machine).`,
     '',
   );
   const h2 = ['Case', ...brokers.map(label)];
@@ -181,7 +189,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
         `gen ${fmt(g.generatorCpuPct)}% (core ${fmt(st0?.generatorCoreBusyPct ?? 0)}%) / broker ${fmt(st0?.cpuPct ?? 0)}% (core ${fmt(st0?.brokerCoreBusyPct ?? 0)}%)` +
         (ceiling ? `; ceiling ${compact(ceiling)}` : '');
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
-      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(st?.othersCpuPct ?? 0)}%${contended(l) && st?.othersTop?.[0] ? ` (${st.othersTop[0]})` : ''}${contended(l) ? ' ‡' : ''}`);
+      row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(contentionPct(l))}%${contended(l) && st?.othersTop?.[0] ? ` (${st.othersTop[0]})` : ''}${contended(l) ? ' ‡' : ''}`);
       if (!l.ok) problems.push(`- ${c} on ${label(b)}: ${[...k.violations, ...l.errors].join('; ')}`);
     }
     out.push(`| ${row.join(' | ')} |`);

@@ -25,7 +25,7 @@ import {
   type RunningBroker,
 } from './brokers';
 import { WINDOW, buildCases, caseBoundMs } from './cases';
-import { CONTENDED_PCT, writeReports } from './report';
+import { CONTENDED_PCT, contentionPct, writeReports } from './report';
 import type { CaseSpec, GeneratorResult, ParentToWorker, ResultLine, WorkerToParent } from './types';
 
 interface Options {
@@ -278,7 +278,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
-      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${run.othersCpuPct}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
         (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`),
     );
   } catch (e) {
@@ -371,15 +371,15 @@ async function main(): Promise<void> {
         attemptsMade++;
         if (startFailed) failedStarts++;
         tryLine.attempts = attempt + 1;
-        const others = tryLine.brokerStats?.othersCpuPct ?? 0;
-        if (best === null || others < (best.brokerStats?.othersCpuPct ?? 0)) best = tryLine;
+        const others = contentionPct(tryLine);
+        if (best === null || others < contentionPct(best)) best = tryLine;
         if (others <= CONTENDED_PCT || attempt >= opts.retries || startFailed) break;
         // Retry only while ahead of schedule: the remaining cases must still fit in the budget.
         const elapsed = Date.now() - started;
         const perAttempt = elapsed / Math.max(1, attemptsMade);
         if (elapsed + perAttempt * (casesLeft + 1) > budgetMs * 0.9) break;
         attempt++;
-        log(`  ${def.label} ${spec.id}: other processes used ${others}% CPU during the window; retrying (${attempt}/${opts.retries})`);
+        log(`  ${def.label} ${spec.id}: something else used ${others}% CPU during the window; retrying (${attempt}/${opts.retries})`);
       }
       Object.assign(line, best, { attempts: attempt + 1 });
       emit(line);

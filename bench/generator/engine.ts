@@ -17,6 +17,8 @@ export interface EngineHooks {
 }
 
 const DISCONNECT = Buffer.from([0xe0, 0x00]);
+/** The drain gives up after this long without a single delivery or ack (the QoS 0 stall timeout still applies). */
+const DRAIN_IDLE_MS = 3000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 class ErrorLog {
@@ -309,6 +311,7 @@ class Publisher {
     }
     this.pidToSeq[pid] = -1;
     this.unacked--;
+    this.engine.progress++;
     if (seq < this.base || seq >= this.next) return;
     if (--this.remaining[seq % this.spec.window] <= 0 && seq === this.base) this.advance();
   }
@@ -360,6 +363,8 @@ export class Engine {
   private unexpected = 0;
   private unexpectedAcks = 0;
   private uniqueReceived = 0;
+  /** Deliveries + acks so far: the drain stops early once this stops moving. */
+  progress = 0;
   private readonly idPrefix: string;
 
   constructor(
@@ -436,7 +441,10 @@ export class Engine {
       this.deliveredInWindow++;
       this.latency.add(performance.now() - h.sentAt);
     }
-    if (first) this.uniqueReceived++;
+    if (first) {
+      this.uniqueReceived++;
+      this.progress++;
+    }
     const pub = this.pubs[h.pubId];
     if (!first || !pub) return;
     if (this.spec.qos === 0) {
@@ -512,6 +520,7 @@ export class Engine {
   private async runConnect(): Promise<GeneratorResult> {
     const s = this.spec;
     const res = this.baseResult();
+    this.hooks.onMeasureStart?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const { conns, failed } = await openMany(
@@ -611,7 +620,18 @@ export class Engine {
     const expected = this.pubs.reduce((a, p) => a + p.next * p.fanout, 0);
     const drained = (): boolean =>
       this.pubs.every((p) => p.unacked === 0 && (s.qos > 0 || p.outstanding === 0)) && (s.qos === 0 || this.uniqueReceived >= expected);
-    while (!drained() && performance.now() - d0 < s.drainMs) await sleep(20);
+    // Bounded twice: at most drainMs, and at most drainIdleMs without any new delivery or ack.
+    const idleMs = Math.min(s.drainMs, DRAIN_IDLE_MS);
+    let lastProgress = this.progress;
+    let lastMove = d0;
+    while (!drained() && performance.now() - d0 < s.drainMs) {
+      await sleep(20);
+      const now = performance.now();
+      if (this.progress !== lastProgress) {
+        lastProgress = this.progress;
+        lastMove = now;
+      } else if (now - lastMove > idleMs) break;
+    }
     res.drainedFully = drained();
     res.drainMs = Math.round(performance.now() - d0);
     clearInterval(ticker);
