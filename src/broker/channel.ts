@@ -157,7 +157,16 @@ export class Channel implements SessionOwner {
 
   send(packet: Packet): void {
     if (this.state === 'closed') return;
-    this.transport.write(encodePacket(packet, this.protocolVersion));
+    let bytes: Buffer;
+    try {
+      bytes = encodePacket(packet, this.protocolVersion);
+    } catch (e) {
+      // Input is validated on the way in, so this is a bug; it costs this connection, never the process.
+      this.broker.log.error({ clientId: this.clientId, cmd: packet.cmd, err: (e as Error).message }, 'packet could not be encoded, closing');
+      this.close(ReasonCode.ImplementationSpecificError);
+      return;
+    }
+    this.transport.write(bytes);
   }
 
   /** Reserves the next reply slot; `fill` it when the reply may go out. */

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import mqttPacket from 'mqtt-packet';
 import type { Packet, ProtocolVersion } from './packets';
 import { MqttError } from './errors';
@@ -69,6 +70,7 @@ export class PacketDecoder {
         break;
       }
       const frame = data.subarray(pos, pos + frameSize);
+      if (frame[0] >> 4 === 3) checkPublishTopic(frame, this.headerLength);
       const packet = fastDecode(frame, this.headerLength, this.settings.protocolVersion) ?? this.parseFrame(frame);
       if (packets === EMPTY) packets = [];
       packets.push(packet);
@@ -122,12 +124,50 @@ export class PacketDecoder {
       }
       throw new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${message}`);
     }
+    if (hasNullProperty(packet)) {
+      throw new MqttError(ReasonCode.MalformedPacket, 'malformed packet: a property value is cut short');
+    }
     if (packet.cmd === 'connect') this.settings = { protocolVersion: packet.protocolVersion };
     return packet;
   }
 }
 
 const EMPTY: Packet[] = [];
+
+/**
+ * mqtt-packet stores a property whose string or binary value runs past the packet as null
+ * instead of failing; such a packet is malformed, and passing it on would make encoding fail later.
+ */
+function hasNullProperty(packet: Packet): boolean {
+  const props = [(packet as { properties?: object }).properties];
+  if (packet.cmd === 'connect') props.push(packet.will?.properties);
+  for (const p of props) {
+    if (!p) continue;
+    for (const [name, value] of Object.entries(p)) {
+      if (value === null) return true;
+      if (name === 'userProperties') {
+        for (const v of Object.values(value as Record<string, unknown>)) {
+          if (v === null || (Array.isArray(v) && v.includes(null))) return true;
+        }
+      }
+    }
+  }
+  return false;
+}
+
+/**
+ * A topic name must be well-formed UTF-8 without U+0000, else the packet is malformed
+ * (MQTT 5 §1.5.4, MQTT-1.5.3-1/-2). mqtt-packet decodes strings leniently (bad bytes become
+ * U+FFFD), so the bytes are checked here, before decoding.
+ */
+function checkPublishTopic(frame: Buffer, headerLength: number): void {
+  if (frame.length < headerLength + 2) return; // too short: the parser reports it
+  const start = headerLength + 2;
+  const end = Math.min(start + frame.readUInt16BE(headerLength), frame.length);
+  const topic = frame.subarray(start, end);
+  if (!isUtf8(topic)) throw new MqttError(ReasonCode.MalformedPacket, 'topic name is not valid UTF-8');
+  if (topic.includes(0)) throw new MqttError(ReasonCode.MalformedPacket, 'topic name contains U+0000');
+}
 
 /** Encodes a packet for the given protocol version. */
 export function encodePacket(packet: Packet, protocolVersion: ProtocolVersion): Buffer {

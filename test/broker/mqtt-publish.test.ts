@@ -310,3 +310,23 @@ test('messages from one publisher arrive in order at QoS 0, 1 and 2 (PUBLISH ord
     );
   });
 });
+
+test('PUBLISH whose topic name is not well-formed UTF-8 or holds U+0000 is malformed (MQTT 5: DISCONNECT 0x81)', async () => {
+  await withBroker(async (b, track) => {
+    const sub = track(await connect(b.port, { protocolVersion: 5, clientId: 'watch-utf8' }));
+    const got = collect(sub);
+    await sub.subscribeAsync('#', { qos: 0 });
+    // PUBLISH QoS 0, MQTT 5, no properties: topic length, topic bytes, property length 0, payload "x".
+    const publishWithTopicBytes = (topic: Buffer) =>
+      Buffer.concat([Buffer.from([0x30, 2 + topic.length + 1 + 1, 0, topic.length]), topic, Buffer.from([0, 0x78])]);
+    for (const topic of [Buffer.from([0x61, 0xff, 0x62]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0x61, 0x00])]) {
+      const { client } = await RawClient.connect(b.port, { clientId: 'bad-utf8', protocolVersion: 5 });
+      client.write(publishWithTopicBytes(topic));
+      const d = (await client.next('disconnect')) as IDisconnectPacket;
+      assert.equal(d.reasonCode, 0x81, `topic bytes ${topic.toString('hex')}`);
+      await client.waitClosed();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(got.messages.length, 0);
+  });
+});
