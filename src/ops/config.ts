@@ -1,20 +1,12 @@
 import fs from 'node:fs';
 import { type BrokerOptions, defaultBrokerOptions } from '../broker/options';
 import { topicFilterError } from '../protocol/topics';
+import type { ListenerOptions } from '../transport/listeners';
 
 /** The whole configuration: where to listen, which store, and the broker core's options. */
-export interface Config extends BrokerOptions {
-  host: string;
-  port: number;
-  /** WebSocket listener port (MQTT over WebSocket on path /mqtt); 0 turns it off. */
-  wsPort: number;
-  /** MQTT over TLS port; 0 turns it off. Needs tlsCertFile and tlsKeyFile. */
-  tlsPort: number;
-  tlsCertFile: string;
-  tlsKeyFile: string;
+export interface Config extends BrokerOptions, ListenerOptions {
   /** Admin HTTP port serving /metrics and /healthz; 0 turns it off. */
   adminPort: number;
-  maxConnections: number;
   store: 'lmdb' | 'memory';
   dataDir: string;
   durability: 'strict' | 'relaxed';

@@ -12,10 +12,13 @@ const CLOSE_FLUSH_MS = 2000;
 export interface ListenerOptions {
   host: string;
   port: number;
+  /** WebSocket listener port (MQTT over WebSocket on path /mqtt); 0 turns it off. */
   wsPort: number;
+  /** MQTT over TLS port; 0 turns it off. Needs tlsCertFile and tlsKeyFile. */
   tlsPort: number;
   tlsCertFile: string;
   tlsKeyFile: string;
+  /** Connections accepted at once; further CONNECTs get CONNACK "server busy". */
   maxConnections: number;
 }
 
