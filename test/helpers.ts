@@ -30,10 +30,15 @@ export async function startTestBroker(
   return { ...running, config };
 }
 
-/** Connects an mqtt.js client and waits for CONNACK. Reconnect is off unless asked for. */
-export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+/**
+ * Connects an mqtt.js client and waits for CONNACK. Reconnect is off unless asked for.
+ * `setup` attaches listeners before CONNACK: messages a resumed session re-sends in the same
+ * read as CONNACK are emitted before this resolves.
+ */
+export function connect(port: number, options: IClientOptions = {}, setup?: (client: MqttClient) => void): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect({ host: '127.0.0.1', port, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    setup?.(client);
     const onError = (e: Error) => {
       client.end(true);
       reject(e);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { Store, type MqttClient } from 'mqtt';
 import { connect, endClient, startTestBroker } from '../helpers';
 import { RawClient } from './raw-client';
-import { connectListening, firstAppearances, range, waitUntil } from './wait';
+import { firstAppearances, range, waitUntil } from './wait';
 
 test('G5: per-topic order holds for QoS 1 and QoS 2 through a small in-flight window, a reconnect and a takeover', async () => {
   const N = 300;
@@ -15,7 +15,7 @@ test('G5: per-topic order holds for QoS 1 and QoS 2 through a small in-flight wi
   // session must outlive a connection as the broker's does, so every connection shares one store.
   const incomingStore = new Store({ clean: false });
   const subscriber = async () => {
-    const c = await connectListening(
+    const c = await connect(
       b.port,
       { protocolVersion: 5, clientId: 'g5-sub', clean: false, properties: { sessionExpiryInterval: 300 }, incomingStore },
       (client) => client.on('message', (topic, payload) => seen[topic === 'g5/q1' ? 'q1' : 'q2'].push(Number(payload.toString()))),
