@@ -5,7 +5,7 @@ import { StoreError } from '../store/types';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
 import type { OutboundEntry } from './outbound-queue';
 import { Router, type SharedGroup } from './router';
-import { NEVER_EXPIRES, Session, type SessionOwner } from './session';
+import { NEVER_EXPIRES, STORED, Session, type SessionOwner } from './session';
 
 export interface OpenSessionParams {
   clientId: string;
@@ -80,7 +80,7 @@ export class Broker {
         session.outbound.push({ ...entry, session, ready: true, sent, done: false, bytes: entry.message.payload.length });
         session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
       }
-      for (const packetId of inboundQos2) session.inboundQos2.set(packetId, true);
+      for (const packetId of inboundQos2) session.inboundQos2.set(packetId, STORED);
       this.sessions.set(session.clientId, session);
       if (session.disconnectedAt === undefined) crashed.push(session);
       else {

@@ -57,8 +57,6 @@ export class Channel implements SessionOwner {
   readonly inboundQos2Counted = new Set<number>();
   readonly inboundAliases = new Map<number, string>();
   readonly outboundAliases = new Map<string, number>();
-  /** QoS 2 publishes still being stored, by packet id: a duplicate waits for the original. */
-  readonly pendingQos2 = new Map<number, Promise<void>>();
   private readonly decoder: PacketDecoder;
   private readonly replies: PendingReply[] = [];
   private readonly heldPackets: Packet[] = [];

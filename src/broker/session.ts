@@ -5,6 +5,9 @@ import { OutboundQueue } from './outbound-queue';
 /** Session expiry value meaning "never expires" (MQTT 5 §3.1.2.11.2). */
 export const NEVER_EXPIRES = 0xffffffff;
 
+/** The promise of a "received" record that is already durable (loaded from the store). */
+export const STORED: Promise<void> = Promise.resolve();
+
 /** The minimal view of a connection that a session needs to hand deliveries over. */
 export interface SessionOwner {
   /** Sends what the session has ready, within the client's flow-control window. */
@@ -20,8 +23,13 @@ export interface SessionOwner {
 export class Session {
   readonly subscriptions = new Map<string, StoredSubscription>();
   readonly outbound = new OutboundQueue();
-  /** QoS 2 packet ids received and not yet released by PUBREL: the value says whether the record is durable. */
-  readonly inboundQos2 = new Map<number, boolean>();
+  /**
+   * QoS 2 packet ids received and not yet released by PUBREL. The promise settles when the
+   * "received" record (stored with the message) is durable, or rejects if it could not be stored.
+   * It lives here, not on the connection, so that a duplicate arriving on the connection that
+   * took the session over still waits for the first commit (G2).
+   */
+  readonly inboundQos2 = new Map<number, Promise<void>>();
   owner: SessionOwner | null = null;
   will: StoredWill | undefined;
   disconnectedAt: number | undefined;

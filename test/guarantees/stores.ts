@@ -36,10 +36,15 @@ export class FaultyStore implements Store {
  * A real store whose commits can be held back: while the gate is closed, each commit is
  * applied only when the test opens the gate, in call order (as the Store contract requires).
  * It lets a test observe what the broker does between "commit issued" and "commit durable".
+ *
+ * `hold(match)` holds only the commits `match` selects and lets the others through: that
+ * models a store whose commits for different sessions complete independently, as the
+ * cluster store's do (one RocketMQ SEND each), which the embedded stores never show.
  */
 export class GatedStore implements Store {
   readonly kind = 'gated';
   private closedGate = false;
+  private holdMatch: ((ops: StoreOp[]) => boolean) | undefined;
   private held: { ops: StoreOp[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   readonly committed: StoreOp[][] = [];
 
@@ -54,8 +59,15 @@ export class GatedStore implements Store {
     return this.held.map((h) => h.ops);
   }
 
-  hold(): void {
+  hold(match?: (ops: StoreOp[]) => boolean): void {
     this.closedGate = true;
+    this.holdMatch = match;
+  }
+
+  /** Fails every held commit, as a store that went down would; the gate opens. */
+  fail(): void {
+    this.closedGate = false;
+    for (const h of this.held.splice(0)) h.reject(new StoreError('unavailable', 'injected store failure'));
   }
 
   /** Opens the gate: applies every held commit in order. */
@@ -65,7 +77,7 @@ export class GatedStore implements Store {
   }
 
   commit(ops: StoreOp[]): Promise<void> {
-    if (!this.closedGate) return this.forward(ops);
+    if (!this.closedGate || (this.holdMatch && !this.holdMatch(ops))) return this.forward(ops);
     return new Promise((resolve, reject) => this.held.push({ ops, resolve, reject }));
   }
 

@@ -282,3 +282,41 @@ test('channel: Receive Maximum is enforced after PUBRELs for QoS 2 flows of an e
     { receiveMaximum: 2 },
   );
 });
+
+for (const outcome of ['stored', 'failed'] as const) {
+  test(`channel: after a takeover, a re-sent QoS 2 PUBLISH waits for the first connection's commit (${outcome})`, async () => {
+    await withBroker(
+      async (broker, store) => {
+        const connect = { clientId: 'q2-takeover', clean: false };
+        const publish = (dup: boolean) =>
+          enc({ cmd: 'publish', topic: 'q2/t', payload: Buffer.from('once'), qos: 2, dup, retain: false, messageId: 5 }, 4);
+        const { ch: first, t: firstT } = await connected(broker, 4, connect);
+        // Only the publish's commit is held: the takeover's session commit completes meanwhile,
+        // as it can in the cluster store, where the two are separate RocketMQ SENDs.
+        store.hold((ops) => ops.some((op) => op.op === 'putInboundQos2'));
+        first.receive(publish(false));
+        await settle();
+        assert.deepEqual(firstT.cmds(4), ['connack'], 'no PUBREC before the message is stored');
+
+        const { ch, t } = await connected(broker, 4, connect);
+        assert.equal(firstT.closed, true, 'the first connection was taken over');
+        ch.receive(publish(true));
+        await settle();
+        assert.deepEqual(t.cmds(4), ['connack'], 'the duplicate is not answered while the first commit may still fail');
+
+        if (outcome === 'stored') {
+          store.release();
+          await settle();
+          assert.deepEqual(t.cmds(4), ['connack', 'pubrec']);
+          assert.equal(t.closed, false);
+        } else {
+          store.fail();
+          await settle();
+          assert.deepEqual(t.cmds(4), ['connack'], 'never PUBREC for a message that was not stored');
+          assert.equal(t.closed, true, 'MQTT 3.1.1: closed, so the client sends the PUBLISH again');
+        }
+      },
+      { publishMaxRetries: 0 },
+    );
+  });
+}

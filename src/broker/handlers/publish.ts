@@ -52,10 +52,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
 
   // QoS 2 duplicate: answer PUBREC again and do not forward (G2).
-  if (qos === 2 && session.inboundQos2.has(packetId)) {
+  const received = qos === 2 ? session.inboundQos2.get(packetId) : undefined;
+  if (received) {
     const slot = ch.reserveReply();
-    const pending = ch.pendingQos2.get(packetId) ?? Promise.resolve();
-    pending.then(
+    received.then(
       () => ch.fill(slot, { cmd: 'pubrec', messageId: packetId }),
       () => ch.fill(slot, null, true),
     );
@@ -92,19 +92,14 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const slot = ch.reserveReply();
   ch.inboundInflight++;
   const cmd = qos === 1 ? 'puback' : 'pubrec';
+  const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
   if (qos === 2) {
-    session.inboundQos2.set(packetId, false);
+    session.inboundQos2.set(packetId, stored);
     ch.inboundQos2Counted.add(packetId);
   }
-  const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
-  if (qos === 2) ch.pendingQos2.set(packetId, stored);
   stored.then(
     () => {
       if (qos === 1) ch.inboundInflight--;
-      else {
-        session.inboundQos2.set(packetId, true);
-        ch.pendingQos2.delete(packetId);
-      }
       ch.fill(slot, { cmd, messageId: packetId });
     },
     (e: Error) => {
@@ -113,8 +108,6 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       if (qos === 2) {
         ch.inboundQos2Counted.delete(packetId);
         session.inboundQos2.delete(packetId);
-        ch.pendingQos2.delete(packetId);
-        ch.inboundQos2Counted.delete(packetId);
       }
       ch.broker.log.warn({ clientId: ch.clientId, topic, err: e.message }, 'publish not stored');
       if (v5) {

@@ -7,13 +7,13 @@ export function handlePubrel(ch: Channel, packet: PubrelPacket): void {
   const session = ch.session!;
   const packetId = packet.messageId!;
   const slot = ch.reserveReply();
-  if (!session.inboundQos2.has(packetId)) {
+  const received = session.inboundQos2.get(packetId);
+  if (!received) {
     const reasonCode = ch.protocolVersion === 5 ? ReasonCode.PacketIdentifierNotFound : undefined;
     ch.fill(slot, { cmd: 'pubcomp', messageId: packetId, reasonCode });
     return;
   }
-  const pending = ch.pendingQos2.get(packetId) ?? Promise.resolve();
-  pending
+  received
     .then(() => ch.broker.releaseInbound(session, packetId))
     .then(
       () => {
