@@ -1,9 +1,9 @@
 import type { ProtocolVersion, QoS } from '../protocol/packets';
 import { parseSharedFilter, topicMatches } from '../protocol/topics';
-import type { Message, QueueEntryRecord, Store, StoreOp, StoredSubscription, StoredWill } from '../store/types';
+import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, StoreOp, StoredSubscription, StoredWill } from '../store/types';
 import { StoreError } from '../store/types';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
-import type { OutboundEntry } from './outbound-queue';
+import { type OutboundEntry, packetIdOf } from './outbound-queue';
 import { Router, type SharedGroup } from './router';
 import { NEVER_EXPIRES, STORED, Session, type SessionOwner } from './session';
 
@@ -39,9 +39,13 @@ interface Target {
 /**
  * The broker core: sessions, routing, retained messages, wills and the path of a
  * message into the store and out to every matching session. It knows the Store
- * interface only, never which store it has.
+ * interface only, never which store it has, and listens to it (StoreListener) for what
+ * happens elsewhere: sessions it must take on or let go.
+ *
+ * `sessions` holds the sessions this node holds: with the embedded store every stored one,
+ * in cluster mode those of its connections (and those it handles a timer for).
  */
-export class Broker {
+export class Broker implements StoreListener {
   readonly sessions = new Map<string, Session>();
   readonly router = new Router();
   readonly retained = new Map<string, Message>();
@@ -58,40 +62,16 @@ export class Broker {
     readonly log: Logger = silentLogger,
   ) {}
 
-  /** Restores sessions and retained messages; wills of connections cut by a crash are armed again. */
+  /** Restores the sessions this node holds and the retained messages; wills of connections cut by a crash are armed again. */
   async start(): Promise<void> {
-    const state = await this.store.load();
+    const state = await this.store.load(this);
     const now = Date.now();
     for (const message of state.retained) {
       if (message.expiresAt !== undefined && message.expiresAt <= now) continue;
       this.retained.set(message.topic, message);
     }
-    const crashed: Session[] = [];
-    for (const { record, queue, inboundQos2 } of state.sessions) {
-      const session = new Session(record.clientId, record.protocolVersion, record.expiryInterval);
-      session.will = record.will;
-      session.disconnectedAt = record.disconnectedAt;
-      for (const sub of record.subscriptions) this.addSubscription(session, sub);
-      let possiblySent = 0;
-      for (const entry of queue) {
-        // Deliveries are sent in order within the in-flight window, so the unfinished sent
-        // ones were a prefix of the queue: treat that prefix as sent (DUP=1 on re-send).
-        const sent = entry.state === 'pubrec' || possiblySent++ < this.options.maxInflight;
-        session.outbound.push({ ...entry, session, ready: true, sent, done: false, bytes: entry.message.payload.length });
-        session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
-      }
-      for (const packetId of inboundQos2) session.inboundQos2.set(packetId, STORED);
-      this.sessions.set(session.clientId, session);
-      if (session.disconnectedAt === undefined) crashed.push(session);
-      else {
-        this.trackExpiry(session);
-        const will = session.will;
-        if (will) {
-          const due = session.disconnectedAt + Math.min(will.delayInterval, session.expiryInterval) * 1000;
-          this.armWill(session, due - now);
-        }
-      }
-    }
+    // Every session first, then the wills: a will must reach every session it matches.
+    const crashed = state.sessions.map((loaded) => this.hold(loaded)).filter((s) => s.disconnectedAt === undefined);
     for (const session of crashed) this.onConnectionLost(session, now);
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
     this.sweepTimer.unref();
@@ -99,6 +79,57 @@ export class Broker {
       { sessions: this.sessions.size, retained: this.retained.size, restoredWills: crashed.filter((s) => s.will).length },
       'broker state loaded',
     );
+  }
+
+  /**
+   * StoreListener: the store claimed a session for this node without a connection. A session
+   * whose connection was cut (no disconnect time) has lost it now: its will is armed.
+   */
+  adopt(loaded: LoadedSession): void {
+    if (this.stopped || this.sessions.has(loaded.record.clientId)) return;
+    const session = this.hold(loaded);
+    if (session.disconnectedAt === undefined) this.onConnectionLost(session, Date.now());
+  }
+
+  /** StoreListener: the session is now held elsewhere. Close its connection here (no will) and forget it. */
+  release(clientId: string): void {
+    const session = this.sessions.get(clientId);
+    if (!session) return;
+    const owner = session.owner;
+    session.owner = null;
+    owner?.takenOver();
+    if (session.willTimer) clearTimeout(session.willTimer);
+    for (const sub of session.subscriptions.values()) this.removeSubscriptionRoute(session, sub.filter);
+    this.expiring.delete(session);
+    this.sessions.delete(clientId);
+  }
+
+  /** Makes a stored session one this node holds: routes, queue, QoS 2 records, timers of a disconnected one. */
+  private hold({ record, queue, inboundQos2 }: LoadedSession): Session {
+    const session = new Session(record.clientId, record.protocolVersion, record.expiryInterval);
+    session.will = record.will;
+    session.disconnectedAt = record.disconnectedAt;
+    for (const sub of record.subscriptions) this.addSubscription(session, sub);
+    let possiblySent = 0;
+    for (const entry of queue) {
+      // Deliveries are sent in order within the in-flight window, so the unfinished sent
+      // ones were a prefix of the queue: treat that prefix as sent (DUP=1 on re-send).
+      const sent = entry.state === 'pubrec' || possiblySent++ < this.options.maxInflight;
+      const packetId = entry.packetId ?? packetIdOf(entry.seq);
+      session.outbound.push({ ...entry, packetId, session, ready: true, sent, done: false, bytes: entry.message.payload.length });
+      session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
+    }
+    for (const packetId of inboundQos2) session.inboundQos2.set(packetId, STORED);
+    this.sessions.set(session.clientId, session);
+    if (session.disconnectedAt !== undefined) {
+      this.trackExpiry(session);
+      const will = session.will;
+      if (will) {
+        const due = session.disconnectedAt + Math.min(will.delayInterval, session.expiryInterval) * 1000;
+        this.armWill(session, due - Date.now());
+      }
+    }
+    return session;
   }
 
   async stop(): Promise<void> {
@@ -110,6 +141,17 @@ export class Broker {
   }
 
   // ---- sessions -------------------------------------------------------------------------
+
+  /**
+   * Brings the session of `clientId` to this node if the store holds it elsewhere (cluster
+   * mode: claims it, which takes it from the node that held it). Call before `openSession`.
+   */
+  async fetchSession(clientId: string): Promise<void> {
+    if (this.sessions.has(clientId)) return;
+    const loaded = await this.store.openSession(clientId);
+    // Another CONNECT for the same id may have brought it meanwhile: the first one counts.
+    if (loaded && !this.sessions.has(clientId)) this.hold(loaded);
+  }
 
   openSession(owner: SessionOwner, params: OpenSessionParams): OpenedSession {
     const ops: StoreOp[] = [];
@@ -305,6 +347,18 @@ export class Broker {
 
   /** Queues the retained messages matching a new subscription (retain handling decided by the caller). */
   deliverRetained(session: Session, sub: StoredSubscription): void {
+    // Cluster mode: a retained message stored on another node before the SUBACK must be seen (G6).
+    const synced = this.store.sync();
+    if (synced) {
+      synced.then(
+        () => this.queueRetained(session, sub),
+        (e: Error) => this.log.warn({ clientId: session.clientId, err: e.message }, 'retained messages not delivered: store unavailable'),
+      );
+    } else this.queueRetained(session, sub);
+  }
+
+  private queueRetained(session: Session, sub: StoredSubscription): void {
+    if (this.sessions.get(session.clientId) !== session) return; // released or ended meanwhile
     const now = Date.now();
     const ops: StoreOp[] = [];
     const entries: OutboundEntry[] = [];
@@ -327,13 +381,20 @@ export class Broker {
    */
   publish(message: Message, origin?: PublishOrigin): Promise<void> {
     this.stats.messagesReceived++;
+    // Cluster mode: route only once every subscription stored before this publish is known (G6).
+    const synced = this.store.sync();
+    if (synced) return synced.then(() => this.route(message, origin));
+    return this.route(message, origin);
+  }
+
+  private route(message: Message, origin?: PublishOrigin): Promise<void> {
     const ops: StoreOp[] = [];
     if (message.retain) ops.push(...this.retainedOps(message));
     if (origin?.qos2PacketId !== undefined && origin.session.stored) {
       ops.push({ op: 'putInboundQos2', clientId: origin.session.clientId, packetId: origin.qos2PacketId });
     }
     const entries: OutboundEntry[] = [];
-    this.route(message, ops, entries);
+    this.match(message, ops, entries);
     if (message.qos === 0) {
       // Nothing to acknowledge: deliver now, store the retained change on the side.
       if (message.retain) this.setRetained(message);
@@ -385,7 +446,7 @@ export class Broker {
     else this.retained.set(message.topic, message);
   }
 
-  private route(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {
+  private match(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {
     const targets = new Map<string, Target>();
     const groups: SharedGroup[] = [];
     this.router.match(message.topic, {
@@ -448,9 +509,11 @@ export class Broker {
       queue.finish(victim);
       if (session.persistent && victim.qos > 0) ops.push({ op: 'dequeue', clientId: session.clientId, seq: victim.seq });
     }
+    const seq = session.allocateSeq();
     const entry: OutboundEntry = {
       session,
-      seq: session.allocateSeq(),
+      seq,
+      packetId: packetIdOf(seq),
       message,
       qos: target.qos,
       subscriptionIds: target.subscriptionIds,

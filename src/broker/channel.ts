@@ -4,7 +4,7 @@ import type { Packet, ProtocolVersion, PublishPacket } from '../protocol/packets
 import { ReasonCode } from '../protocol/reason-codes';
 import type { Broker } from './broker';
 import { dispatch } from './handlers';
-import { type OutboundEntry, packetIdOf } from './outbound-queue';
+import type { OutboundEntry } from './outbound-queue';
 import type { Session, SessionOwner } from './session';
 
 /** What the channel needs from its connection: the socket side lives in transport/. */
@@ -238,7 +238,7 @@ export class Channel implements SessionOwner {
     const session = this.session;
     if (!session) return;
     for (const entry of session.outbound.sentUnfinished()) {
-      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: packetIdOf(entry.seq) });
+      if (entry.state === 'pubrec') this.send({ cmd: 'pubrel', messageId: entry.packetId });
       else this.resend.push(entry);
     }
     this.pump();
@@ -261,14 +261,13 @@ export class Channel implements SessionOwner {
         this.broker.finishDelivery(session, entry);
         continue;
       }
-      const packetId = packetIdOf(entry.seq);
-      if (entry.qos > 0 && queue.inflight.has(packetId)) return; // wait until that id is free
-      const packet = this.publishPacket(entry, packetId, false);
+      if (entry.qos > 0 && queue.inflight.has(entry.packetId)) return; // wait until that id is free
+      const packet = this.publishPacket(entry, false);
       if (!packet) {
         this.broker.finishDelivery(session, entry);
         continue;
       }
-      queue.markSent(entry, packetId);
+      queue.markSent(entry);
       this.broker.stats.messagesSent++;
       this.send(packet);
     }
@@ -286,7 +285,7 @@ export class Channel implements SessionOwner {
       this.resend.shift();
       if (!live) continue;
       waiting--;
-      const packet = this.publishPacket(entry, packetIdOf(entry.seq), true);
+      const packet = this.publishPacket(entry, true);
       if (packet) this.send(packet);
       else this.broker.finishDelivery(session, entry); // too large for this connection: discard (MQTT-3.1.2-25)
     }
@@ -294,7 +293,7 @@ export class Channel implements SessionOwner {
   }
 
   /** Builds the PUBLISH for a delivery, or null when it exceeds the client's maximum packet size. */
-  private publishPacket(entry: OutboundEntry, packetId: number, dup: boolean): PublishPacket | null {
+  private publishPacket(entry: OutboundEntry, dup: boolean): PublishPacket | null {
     const message = entry.message;
     const packet: PublishPacket = {
       cmd: 'publish',
@@ -304,7 +303,7 @@ export class Channel implements SessionOwner {
       dup,
       retain: entry.retainAsPublished ? message.retain : false,
     };
-    if (entry.qos > 0) packet.messageId = packetId;
+    if (entry.qos > 0) packet.messageId = entry.packetId;
     if (this.protocolVersion === 5) {
       const properties: NonNullable<PublishPacket['properties']> = { ...message.properties };
       if (entry.subscriptionIds.length > 0) properties.subscriptionIdentifier = entry.subscriptionIds;

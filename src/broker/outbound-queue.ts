@@ -3,6 +3,7 @@ import type { Session } from './session';
 
 /** A delivery on its way to one session. */
 export interface OutboundEntry extends QueueEntryRecord {
+  packetId: number;
   /** The session whose queue holds it. */
   session: Session;
   /** False until the store has committed the publish that made this entry. */
@@ -40,7 +41,7 @@ export class OutboundQueue {
     if (entry.sent) {
       // Only entries restored after a restart arrive already sent; they form a prefix.
       this.cursor = this.entries.length;
-      if (entry.qos > 0) this.inflight.set(packetIdOf(entry.seq), entry);
+      if (entry.qos > 0) this.inflight.set(entry.packetId, entry);
     } else {
       this.pendingCount++;
       this.pendingBytes += entry.bytes;
@@ -54,12 +55,12 @@ export class OutboundQueue {
     return entry && entry.ready ? entry : undefined;
   }
 
-  markSent(entry: OutboundEntry, packetId: number): void {
+  markSent(entry: OutboundEntry): void {
     entry.sent = true;
     this.cursor++;
     this.pendingCount--;
     this.pendingBytes -= entry.bytes;
-    if (entry.qos > 0) this.inflight.set(packetId, entry);
+    if (entry.qos > 0) this.inflight.set(entry.packetId, entry);
     else this.finish(entry);
   }
 
@@ -71,7 +72,7 @@ export class OutboundQueue {
       this.pendingCount--;
       this.pendingBytes -= entry.bytes;
     } else if (entry.qos > 0) {
-      this.inflight.delete(packetIdOf(entry.seq));
+      this.inflight.delete(entry.packetId);
     }
     this.compact();
   }

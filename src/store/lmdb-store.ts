@@ -8,6 +8,7 @@ import type {
   QueueEntryRecord,
   SessionRecord,
   Store,
+  StoreListener,
   StoreOp,
 } from './types';
 import { StoreError } from './types';
@@ -76,7 +77,7 @@ export class LmdbStore implements Store {
     for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
   }
 
-  async load(): Promise<LoadedState> {
+  async load(_listener: StoreListener): Promise<LoadedState> {
     const byId = new Map<number, Message>();
     const messageFor = (id: number): Message | undefined => {
       let message = byId.get(id);
@@ -105,6 +106,16 @@ export class LmdbStore implements Store {
     }
     const retained = [...this.retained.getRange()].map((e) => e.value);
     return { sessions, retained };
+  }
+
+  /** Every stored session was handed over by `load`: the only node holds them all. */
+  async openSession(_clientId: string): Promise<LoadedSession | undefined> {
+    return undefined;
+  }
+
+  /** One process: whatever was stored is already known here. */
+  sync(): undefined {
+    return undefined;
   }
 
   commit(ops: StoreOp[]): Promise<void> {

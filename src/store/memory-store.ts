@@ -1,4 +1,4 @@
-import type { LoadedSession, LoadedState, Message, QueueEntryRecord, SessionRecord, Store, StoreOp } from './types';
+import type { LoadedSession, LoadedState, Message, QueueEntryRecord, SessionRecord, Store, StoreListener, StoreOp } from './types';
 import { StoreError } from './types';
 
 interface MemorySession {
@@ -19,13 +19,23 @@ export class MemoryStore implements Store {
   private last: Promise<void> = Promise.resolve();
   private closed = false;
 
-  async load(): Promise<LoadedState> {
+  async load(_listener: StoreListener): Promise<LoadedState> {
     const sessions: LoadedSession[] = [...this.sessions.values()].map((s) => ({
       record: structuredCloneRecord(s.record),
       queue: [...s.queue.values()].sort((a, b) => a.seq - b.seq).map((e) => ({ ...e })),
       inboundQos2: [...s.inboundQos2],
     }));
     return { sessions, retained: [...this.retained.values()] };
+  }
+
+  /** Every stored session was handed over by `load`: the only node holds them all. */
+  async openSession(_clientId: string): Promise<LoadedSession | undefined> {
+    return undefined;
+  }
+
+  /** One process: whatever was stored is already known here. */
+  sync(): undefined {
+    return undefined;
   }
 
   commit(ops: StoreOp[]): Promise<void> {

@@ -55,7 +55,13 @@ export type DeliveryState = 'queued' | 'pubrec';
 
 /** One outbound delivery of a message to one session, keyed by its delivery sequence. */
 export interface QueueEntryRecord {
+  /** The delivery's place in the session's queue: deliveries are sent in this order. */
   seq: number;
+  /**
+   * The packet id of the delivery, derived by the store from the delivery's durable position so
+   * that it is the same after a crash (G4). Absent: `((seq - 1) mod 65535) + 1`.
+   */
+  packetId?: number;
   message: Message;
   qos: QoS;
   subscriptionIds: number[];
@@ -89,18 +95,48 @@ export type StoreOp =
   | { op: 'deleteRetained'; topic: string };
 
 /**
- * What the broker core needs from durable storage. The embedded (LMDB) store and,
- * later, the RocketMQ store implement it; the broker never knows which it has.
+ * What a store tells the broker core on its own initiative. In cluster mode that is what other
+ * nodes did; the embedded stores, being the only node, never call it after `load`.
+ * The broker core implements it; the store knows it only through this interface.
+ */
+export interface StoreListener {
+  /**
+   * Hold a session the store claimed for this node without a connection (the session of a dead
+   * node, a timer due): its will and expiry run here from now on, as after a restart.
+   */
+  adopt(session: LoadedSession): void;
+  /**
+   * Another node took the session over (or the store let it go): close its connection here,
+   * without a will, and forget the session. Its state lives on in the store.
+   */
+  release(clientId: string): void;
+}
+
+/**
+ * What the broker core needs from durable storage. The embedded stores (memory, LMDB) and the
+ * cluster store (RocketMQ) implement it; the broker never knows which it has.
+ * docs/cluster.md §12 gives the ports' purpose in cluster mode.
  *
  * Contract:
- * - `commit` applies a batch atomically, and batches take effect in call order.
+ * - `load` returns the sessions this node holds from the start, and the retained messages.
+ *   One process that is the only node holds every stored session; a cluster node none.
+ * - `openSession` brings a session this node does not hold: it takes it over from any other
+ *   holder (fenced: from then on the other holder's writes no longer count) and returns its
+ *   state, or undefined when no session is stored under that client id. The store keeps the
+ *   fencing epoch of each session it opened and checks it on every write of that session.
+ * - `commit` applies a batch atomically, and batches of one session take effect in call order.
  *   Its promise resolves only once the batch is durable under the store's mode.
  * - A `commit` of an empty batch resolves after every earlier batch has, so callers
  *   can order acknowledgements without writing anything.
+ * - `sync` resolves once every subscription and retained message stored anywhere before the
+ *   call is visible to this node (cluster mode: the read barrier); undefined when there is
+ *   nothing to wait for, so the single-process path stays synchronous.
  */
 export interface Store {
   readonly kind: string;
-  load(): Promise<LoadedState>;
+  load(listener: StoreListener): Promise<LoadedState>;
+  openSession(clientId: string): Promise<LoadedSession | undefined>;
+  sync(): Promise<void> | undefined;
   commit(ops: StoreOp[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-import type { LoadedState, Store, StoreOp } from '../../src/store/types';
+import type { LoadedSession, LoadedState, Store, StoreListener, StoreOp } from '../../src/store/types';
 import { StoreError } from '../../src/store/types';
 
 /**
@@ -14,8 +14,16 @@ export class FaultyStore implements Store {
 
   constructor(readonly inner: Store) {}
 
-  load(): Promise<LoadedState> {
-    return this.inner.load();
+  load(listener: StoreListener): Promise<LoadedState> {
+    return this.inner.load(listener);
+  }
+
+  openSession(clientId: string): Promise<LoadedSession | undefined> {
+    return this.inner.openSession(clientId);
+  }
+
+  sync(): Promise<void> | undefined {
+    return this.inner.sync();
   }
 
   commit(ops: StoreOp[]): Promise<void> {
@@ -50,8 +58,16 @@ export class GatedStore implements Store {
 
   constructor(readonly inner: Store) {}
 
-  load(): Promise<LoadedState> {
-    return this.inner.load();
+  load(listener: StoreListener): Promise<LoadedState> {
+    return this.inner.load(listener);
+  }
+
+  openSession(clientId: string): Promise<LoadedSession | undefined> {
+    return this.inner.openSession(clientId);
+  }
+
+  sync(): Promise<void> | undefined {
+    return this.inner.sync();
   }
 
   /** Commits issued while held and not applied yet. */

@@ -2,78 +2,9 @@
 // a fake Transport (the only stand-in), and a real Broker on a MemoryStore. No sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import mqttPacket from 'mqtt-packet';
-import { Broker } from '../../src/broker/broker';
-import { Channel, type Transport } from '../../src/broker/channel';
-import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options';
-import type { ConnectPacket, Packet, ProtocolVersion } from '../../src/protocol/packets';
-import { MemoryStore } from '../../src/store/memory-store';
-import { GatedStore } from '../guarantees/stores';
-
-class FakeTransport implements Transport {
-  readonly written: Buffer[] = [];
-  closed = false;
-  bufferedBytes = 0;
-  readonly remoteAddress = 'fake:1';
-
-  write(data: Buffer): void {
-    this.written.push(Buffer.from(data));
-  }
-
-  close(): void {
-    this.closed = true;
-  }
-
-  /** Everything written so far, decoded as the client would. */
-  packets(version: ProtocolVersion): Packet[] {
-    const out: Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: version });
-    parser.on('packet', (p: Packet) => out.push(p));
-    parser.on('error', (e: Error) => assert.fail(`broker wrote an unparsable packet: ${e.message}`));
-    parser.parse(Buffer.concat(this.written));
-    return out;
-  }
-
-  cmds(version: ProtocolVersion): string[] {
-    return this.packets(version).map((p) => p.cmd);
-  }
-}
-
-const enc = (packet: Packet, version: ProtocolVersion) => mqttPacket.generate(packet, { protocolVersion: version });
-
-/** Lets the store commits (setImmediate in MemoryStore) and promise chains run. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
-}
-
-async function withBroker(
-  fn: (broker: Broker, store: GatedStore) => Promise<void>,
-  options: Partial<BrokerOptions> = {},
-): Promise<void> {
-  const store = new GatedStore(new MemoryStore());
-  const broker = new Broker(store, { ...defaultBrokerOptions, ...options });
-  await broker.start();
-  try {
-    await fn(broker, store);
-  } finally {
-    store.release();
-    await broker.stop();
-  }
-}
-
-async function connected(
-  broker: Broker,
-  version: ProtocolVersion,
-  connect: Partial<ConnectPacket> & { clientId: string },
-  now = 1_000_000,
-): Promise<{ ch: Channel; t: FakeTransport }> {
-  const t = new FakeTransport();
-  const ch = new Channel(broker, t, now);
-  ch.receive(enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clean: true, keepalive: 0, ...connect }, version), now);
-  await settle();
-  assert.equal(ch.state, 'connected');
-  return { ch, t };
-}
+import { Channel } from '../../src/broker/channel';
+import { defaultBrokerOptions } from '../../src/broker/options';
+import { FakeTransport, connected, enc, settle, withBroker } from './harness';
 
 test('channel: CONNECT 3.1.1 → the exact CONNACK bytes; CONNECT 5 → CONNACK success with the broker limits', async () => {
   await withBroker(async (broker) => {

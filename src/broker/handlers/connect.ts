@@ -106,6 +106,15 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
       }
+      return ch.broker.fetchSession(clientId);
+    },
+    (e: Error) => {
+      ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
+      refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
+    },
+  ).then(
+    () => {
+      if (ch.state !== 'authenticating') return;
       const opened = ch.broker.openSession(ch, {
         clientId,
         clean: packet.clean ?? true,
@@ -146,8 +155,9 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       );
     },
     (e: Error) => {
-      ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
-      refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
+      if (ch.state !== 'authenticating') return;
+      ch.broker.log.error({ clientId, err: e.message }, 'session could not be opened');
+      refuse(ch, ReasonCode.ServerUnavailable, 'session store unavailable');
     },
   );
 }
