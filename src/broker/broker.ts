@@ -1,6 +1,7 @@
 import type { ProtocolVersion, QoS } from '../protocol/packets';
 import { parseSharedFilter, topicMatches } from '../protocol/topics';
-import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, StoreOp, StoredSubscription, StoredWill } from '../store/types';
+import { type DeliveryTarget, deliveryTarget, mergeMatch } from '../store/delivery';
+import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, StoreOp, StoredDelivery, StoredSubscription, StoredWill } from '../store/types';
 import { StoreError } from '../store/types';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
 import { type OutboundEntry, packetIdOf } from './outbound-queue';
@@ -30,11 +31,7 @@ export interface PublishOrigin {
   qos2PacketId?: number;
 }
 
-interface Target {
-  qos: QoS;
-  subscriptionIds: number[];
-  retainAsPublished: boolean;
-}
+type Target = DeliveryTarget;
 
 /**
  * The broker core: sessions, routing, retained messages, wills and the path of a
@@ -51,6 +48,11 @@ export class Broker implements StoreListener {
   readonly retained = new Map<string, Message>();
   readonly stats = new BrokerStats();
   private readonly expiring = new Set<Session>();
+  /**
+   * Cluster mode: the store routes and delivers (StoreOp 'publish', StoreListener.deliver) and
+   * keeps the router and the retained set current with what every node stored.
+   */
+  private readonly clustered: boolean;
   private sweepTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastDropLog = 0;
@@ -60,7 +62,9 @@ export class Broker implements StoreListener {
     readonly options: BrokerOptions,
     readonly hooks: BrokerHooks = allowAll,
     readonly log: Logger = silentLogger,
-  ) {}
+  ) {
+    this.clustered = store.deliversThroughStore;
+  }
 
   /** Restores the sessions this node holds and the retained messages; wills of connections cut by a crash are armed again. */
   async start(): Promise<void> {
@@ -102,6 +106,37 @@ export class Broker implements StoreListener {
     for (const sub of session.subscriptions.values()) this.removeSubscriptionRoute(session, sub.filter);
     this.expiring.delete(session);
     this.sessions.delete(clientId);
+  }
+
+  /** StoreListener: messages for a session held here, read from the store; its own subscriptions decide. */
+  deliver(clientId: string, deliveries: StoredDelivery[]): void {
+    const session = this.sessions.get(clientId);
+    if (!session) return;
+    const ops: StoreOp[] = [];
+    const entries: OutboundEntry[] = [];
+    for (const delivery of deliveries) {
+      const target = deliveryTarget(clientId, session.subscriptions.values(), delivery.message);
+      if (!target || !this.enqueue(session, delivery.message, target, undefined, ops, entries, delivery)) {
+        ops.push({ op: 'dequeue', clientId, seq: delivery.seq }); // nothing to send: done with it
+      }
+    }
+    for (const entry of entries) entry.ready = true;
+    this.pumpAll(entries);
+    this.persistInBackground(ops);
+  }
+
+  /** StoreListener: a route of any session, as stored. */
+  routeChanged(clientId: string, filter: string, sub: StoredSubscription | undefined): void {
+    const shared = parseSharedFilter(filter);
+    const group = shared && typeof shared !== 'string' ? shared : undefined;
+    if (sub) this.router.add(clientId, group ? group.filter : filter, sub, group?.group);
+    else this.router.remove(clientId, group ? group.filter : filter, group?.group);
+  }
+
+  /** StoreListener: a retained message as stored by any node. */
+  retainedChanged(topic: string, message: Message | undefined): void {
+    if (message) this.retained.set(topic, message);
+    else this.retained.delete(topic);
   }
 
   /** Makes a stored session one this node holds: routes, queue, QoS 2 records, timers of a disconnected one. */
@@ -334,12 +369,14 @@ export class Broker implements StoreListener {
 
   private addSubscription(session: Session, sub: StoredSubscription): void {
     session.subscriptions.set(sub.filter, sub);
+    if (this.clustered) return; // the store feeds the router with every node's subscriptions
     const shared = parseSharedFilter(sub.filter);
     if (shared && typeof shared !== 'string') this.router.add(session.clientId, shared.filter, sub, shared.group);
     else this.router.add(session.clientId, sub.filter, sub);
   }
 
   private removeSubscriptionRoute(session: Session, filter: string): void {
+    if (this.clustered) return;
     const shared = parseSharedFilter(filter);
     if (shared && typeof shared !== 'string') this.router.remove(session.clientId, shared.filter, shared.group);
     else this.router.remove(session.clientId, filter);
@@ -397,7 +434,7 @@ export class Broker implements StoreListener {
     this.match(message, ops, entries);
     if (message.qos === 0) {
       // Nothing to acknowledge: deliver now, store the retained change on the side.
-      if (message.retain) this.setRetained(message);
+      if (message.retain && !this.clustered) this.setRetained(message);
       for (const entry of entries) entry.ready = true;
       this.pumpAll(entries);
       if (ops.length > 0) this.persistInBackground(ops);
@@ -405,7 +442,7 @@ export class Broker implements StoreListener {
     }
     // The retained message changes once stored: a refused publish leaves the previous one (G1).
     return this.commitDeliveries(ops, entries).then(() => {
-      if (message.retain) this.setRetained(message);
+      if (message.retain && !this.clustered) this.setRetained(message);
     });
   }
 
@@ -451,18 +488,22 @@ export class Broker implements StoreListener {
     const groups: SharedGroup[] = [];
     this.router.match(message.topic, {
       subscriber: (clientId, sub) => {
-        if (sub.noLocal && clientId === message.publisherId) return;
-        let target = targets.get(clientId);
-        if (!target) {
-          target = { qos: 0, subscriptionIds: [], retainAsPublished: false };
-          targets.set(clientId, target);
-        }
-        target.qos = Math.max(target.qos, Math.min(sub.qos, message.qos)) as QoS;
-        if (sub.subscriptionId !== undefined) target.subscriptionIds.push(sub.subscriptionId);
-        target.retainAsPublished ||= sub.retainAsPublished;
+        const target = mergeMatch(targets.get(clientId), clientId, sub, message);
+        if (target) targets.set(clientId, target);
       },
       shared: (group) => groups.push(group),
     });
+    if (this.clustered) {
+      // Every node's sessions: the store stores the message once for all of them and hands
+      // each its delivery where it is held. A shared group gets it once, for one member.
+      const clientIds = [...targets.keys()];
+      for (const group of groups) {
+        const picked = group.pick(() => true);
+        if (picked && !targets.has(picked[0])) clientIds.push(picked[0]);
+      }
+      if (clientIds.length > 0) ops.push({ op: 'publish', message, clientIds });
+      return;
+    }
     for (const [clientId, target] of targets) {
       const session = this.sessions.get(clientId);
       if (session) this.enqueue(session, message, target, undefined, ops, entries);
@@ -494,6 +535,7 @@ export class Broker implements StoreListener {
     shareGroup: string | undefined,
     ops: StoreOp[],
     entries: OutboundEntry[],
+    stored?: StoredDelivery,
   ): boolean {
     if (!session.online && target.qos === 0 && !this.options.queueQos0Offline) {
       this.stats.messagesDroppedOfflineQos0++;
@@ -507,13 +549,13 @@ export class Broker implements StoreListener {
       this.logDrop(session);
       if (!victim) return false;
       queue.finish(victim);
-      if (session.persistent && victim.qos > 0) ops.push({ op: 'dequeue', clientId: session.clientId, seq: victim.seq });
+      if (this.tracksDelivery(session, victim)) ops.push({ op: 'dequeue', clientId: session.clientId, seq: victim.seq });
     }
-    const seq = session.allocateSeq();
+    const seq = stored ? stored.seq : session.allocateSeq();
     const entry: OutboundEntry = {
       session,
       seq,
-      packetId: packetIdOf(seq),
+      packetId: stored ? stored.packetId : packetIdOf(seq),
       message,
       qos: target.qos,
       subscriptionIds: target.subscriptionIds,
@@ -526,7 +568,7 @@ export class Broker implements StoreListener {
       bytes,
     };
     queue.push(entry);
-    if (session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });
+    if (!stored && session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });
     entries.push(entry);
     return true;
   }
@@ -576,12 +618,27 @@ export class Broker implements StoreListener {
 
   // ---- deliveries acknowledged by the client ----------------------------------------------
 
+  /**
+   * Whether the store must hear that a delivery is done: embedded, the stored entries of
+   * persistent sessions; cluster mode, every delivery, since each holds a position in the store.
+   */
+  private tracksDelivery(session: Session, entry: OutboundEntry): boolean {
+    return this.clustered || (session.persistent && entry.qos > 0);
+  }
+
   /** A delivery is complete (PUBACK, PUBCOMP, refusal, expiry, too large): forget it. */
   finishDelivery(session: Session, entry: OutboundEntry): void {
     session.outbound.finish(entry);
-    if (session.persistent && entry.qos > 0) {
+    if (this.tracksDelivery(session, entry)) {
       this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]);
     }
+  }
+
+  /** A PUBLISH for the delivery went out. A QoS 0 delivery is done with that. */
+  markSent(session: Session, entry: OutboundEntry): void {
+    session.outbound.markSent(entry);
+    this.stats.messagesSent++;
+    if (entry.qos === 0 && this.clustered) this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]);
   }
 
   /** PUBREC received: from now on only PUBREL is re-sent for this delivery. Resolves once that is durable. */

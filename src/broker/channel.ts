@@ -267,8 +267,7 @@ export class Channel implements SessionOwner {
         this.broker.finishDelivery(session, entry);
         continue;
       }
-      queue.markSent(entry);
-      this.broker.stats.messagesSent++;
+      this.broker.markSent(session, entry);
       this.send(packet);
     }
   }

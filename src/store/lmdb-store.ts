@@ -47,6 +47,7 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
  */
 export class LmdbStore implements Store {
   readonly kind = 'lmdb';
+  readonly deliversThroughStore = false;
   private readonly root: RootDatabase;
   private readonly sessions: Database<SessionRecord, string>;
   private readonly queue: Database<StoredQueueEntry, SeqKey>;
@@ -175,6 +176,8 @@ export class LmdbStore implements Store {
         return;
       case 'putRetained':
         void this.retained.put(op.message.topic, op.message);
+        return;
+      case 'publish': // only for stores that deliver through themselves
         return;
       case 'deleteRetained':
         void this.retained.remove(op.topic);

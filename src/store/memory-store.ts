@@ -14,6 +14,7 @@ interface MemorySession {
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory';
+  readonly deliversThroughStore = false;
   private readonly sessions = new Map<string, MemorySession>();
   private readonly retained = new Map<string, Message>();
   private last: Promise<void> = Promise.resolve();
@@ -86,6 +87,8 @@ export class MemoryStore implements Store {
         return;
       case 'putRetained':
         this.retained.set(op.message.topic, op.message);
+        return;
+      case 'publish': // only for stores that deliver through themselves
         return;
       case 'deleteRetained':
         this.retained.delete(op.topic);

@@ -92,7 +92,20 @@ export type StoreOp =
   | { op: 'putInboundQos2'; clientId: string; packetId: number }
   | { op: 'deleteInboundQos2'; clientId: string; packetId: number }
   | { op: 'putRetained'; message: Message }
-  | { op: 'deleteRetained'; topic: string };
+  | { op: 'deleteRetained'; topic: string }
+  /**
+   * Stores a message for the sessions of `clientIds`, wherever they are held. Only for a store
+   * that `deliversThroughStore`: it hands the deliveries back through `StoreListener.deliver`.
+   */
+  | { op: 'publish'; message: Message; clientIds: string[] };
+
+/** A message the store hands to a session this node holds, at its durable position. */
+export interface StoredDelivery {
+  /** Order of the delivery in the session's queue on this node; `dequeue` names it. */
+  seq: number;
+  packetId: number;
+  message: Message;
+}
 
 /**
  * What a store tells the broker core on its own initiative. In cluster mode that is what other
@@ -110,6 +123,12 @@ export interface StoreListener {
    * without a will, and forget the session. Its state lives on in the store.
    */
   release(clientId: string): void;
+  /** Messages for a session this node holds, in order (cluster mode: read from its inbox). */
+  deliver(clientId: string, deliveries: StoredDelivery[]): void;
+  /** A subscription of any session, added (`sub`) or removed (undefined): the routes to publish to. */
+  routeChanged(clientId: string, filter: string, sub: StoredSubscription | undefined): void;
+  /** The retained message of `topic` was set (or cleared: undefined) by any node. */
+  retainedChanged(topic: string, message: Message | undefined): void;
 }
 
 /**
@@ -134,6 +153,12 @@ export interface StoreListener {
  */
 export interface Store {
   readonly kind: string;
+  /**
+   * false: the broker core queues deliveries itself when a message is published, to the
+   * sessions it holds (one process holds them all). true: it hands the store one `publish` op,
+   * and deliveries, routes and retained changes come back through the StoreListener (cluster).
+   */
+  readonly deliversThroughStore: boolean;
   load(listener: StoreListener): Promise<LoadedState>;
   openSession(clientId: string): Promise<LoadedSession | undefined>;
   sync(): Promise<void> | undefined;

@@ -8,6 +8,9 @@ import { StoreError } from '../../src/store/types';
  */
 export class FaultyStore implements Store {
   readonly kind = 'faulty';
+  get deliversThroughStore(): boolean {
+    return this.inner.deliversThroughStore;
+  }
   failNext = 0;
   failWhen: (ops: StoreOp[]) => boolean = (ops) => ops.length > 0;
   injected = 0;
@@ -51,6 +54,9 @@ export class FaultyStore implements Store {
  */
 export class GatedStore implements Store {
   readonly kind = 'gated';
+  get deliversThroughStore(): boolean {
+    return this.inner.deliversThroughStore;
+  }
   private closedGate = false;
   private holdMatch: ((ops: StoreOp[]) => boolean) | undefined;
   private held: { ops: StoreOp[]; resolve: () => void; reject: (e: unknown) => void }[] = [];

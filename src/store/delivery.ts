@@ -1,0 +1,39 @@
+import type { QoS } from '../protocol/packets';
+import { parseSharedFilter, topicMatches } from '../protocol/topics';
+import type { Message, StoredSubscription } from './types';
+
+/** How one message is delivered to one session: merged over every subscription it matches. */
+export interface DeliveryTarget {
+  /** The highest QoS granted by a matching subscription, at most the message's (MQTT-3.3.5-1). */
+  qos: QoS;
+  subscriptionIds: number[];
+  retainAsPublished: boolean;
+}
+
+/**
+ * Adds one matching subscription of session `clientId` to `target`; returns the target, or the
+ * unchanged argument when No Local excludes the publisher's own message.
+ */
+export function mergeMatch(target: DeliveryTarget | undefined, clientId: string, sub: StoredSubscription, message: Message): DeliveryTarget | undefined {
+  if (sub.noLocal && clientId === message.publisherId) return target;
+  const merged = target ?? { qos: 0, subscriptionIds: [], retainAsPublished: false };
+  merged.qos = Math.max(merged.qos, Math.min(sub.qos, message.qos)) as QoS;
+  if (sub.subscriptionId !== undefined) merged.subscriptionIds.push(sub.subscriptionId);
+  merged.retainAsPublished ||= sub.retainAsPublished;
+  return merged;
+}
+
+/**
+ * The delivery of `message` to a session with these subscriptions, or undefined when none of
+ * them matches it. Used where a message reaches a session through a queue that was filled by
+ * another node: the session's own subscriptions decide, not the routes it was sent by.
+ */
+export function deliveryTarget(clientId: string, subscriptions: Iterable<StoredSubscription>, message: Message): DeliveryTarget | undefined {
+  let target: DeliveryTarget | undefined;
+  for (const sub of subscriptions) {
+    const shared = parseSharedFilter(sub.filter);
+    const filter = shared && typeof shared !== 'string' ? shared.filter : sub.filter;
+    if (topicMatches(filter, message.topic)) target = mergeMatch(target, clientId, sub, message);
+  }
+  return target;
+}
