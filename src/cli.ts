@@ -36,7 +36,7 @@ async function main(argv: string[]): Promise<void> {
     process.exit(1);
   }
   log.info(
-    { pid: process.pid, port: running.port, wsPort: running.wsPort || undefined, tlsPort: running.tlsPort || undefined, adminPort: running.adminPort || undefined, store: config.store, dataDir: config.store === 'lmdb' ? config.dataDir : undefined, durability: config.durability },
+    { pid: process.pid, port: running.port, wsPort: running.wsPort || undefined, tlsPort: running.tlsPort || undefined, adminPort: running.adminPort || undefined, ...(config.cluster ? { store: 'rocketmq', namesrv: config.namesrv, cluster: config.clusterName } : { store: config.store, dataDir: config.store === 'lmdb' ? config.dataDir : undefined, durability: config.durability }) },
     `iot-bridge listening on ${config.host}:${running.port}`,
   );
   let stopping = false;

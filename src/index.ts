@@ -1,6 +1,8 @@
 import type http from 'node:http';
+import os from 'node:os';
 import { Broker } from './broker/broker';
-import { allowAll, type BrokerHooks, type Logger } from './broker/options';
+import { ClusterStore } from './cluster/cluster-store';
+import { allowAll, type BrokerHooks, type Logger, silentLogger } from './broker/options';
 import { adminPort, startAdminServer } from './ops/admin';
 import type { Config } from './ops/config';
 import { LmdbStore } from './store/lmdb-store';
@@ -21,7 +23,20 @@ export interface RunningBroker {
 }
 
 /** The composition root: the one place that chooses the store. */
-export function createStore(config: Config): Store {
+export function createStore(config: Config, log: Logger = silentLogger): Store {
+  if (config.cluster) {
+    return new ClusterStore({
+      namesrv: config.namesrv,
+      nodeId: config.nodeId || `${os.hostname()}:${config.port}`,
+      clusterName: config.clusterName,
+      nodeLeaseMs: config.nodeLeaseMs,
+      messageQueues: config.clusterMessageQueues,
+      claimTimeoutMs: Math.max(config.connectTimeoutMs, config.nodeLeaseMs + 5000),
+      snapshotEvery: 256,
+      openReadLimit: config.maxQueuedMessages,
+      log,
+    });
+  }
   if (config.store === 'memory') return new MemoryStore();
   return new LmdbStore({ dataDir: config.dataDir, durability: config.durability, mapSize: config.lmdbMapSize });
 }
@@ -31,13 +46,16 @@ export async function startBroker(
   log: Logger,
   options: { store?: Store; hooks?: BrokerHooks } = {},
 ): Promise<RunningBroker> {
-  const store = options.store ?? createStore(config);
+  const store = options.store ?? createStore(config, log);
   const broker = new Broker(store, config, options.hooks ?? allowAll, log);
   await broker.start();
   const listeners = new Listeners(broker, config);
   const ports = await listeners.start();
   let admin: http.Server | undefined;
-  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort);
+  let stopped = false;
+  // Ready: accepting clients, and in cluster mode holding a lease on a reachable RocketMQ.
+  const ready = () => !stopped && (!(store instanceof ClusterStore) || store.ready);
+  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort, ready);
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -45,6 +63,7 @@ export async function startBroker(
     adminPort: admin ? adminPort(admin) : 0,
     stop() {
       stopping ??= (async () => {
+        stopped = true;
         await listeners.stop();
         admin?.close();
         await broker.stop();

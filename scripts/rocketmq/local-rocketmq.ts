@@ -263,7 +263,8 @@ export function brokerConfig(workDir: string, namesrvAddr: string, broker: Local
     `brokerName=${broker.name}`,
     'brokerId=0',
     'brokerRole=ASYNC_MASTER',
-    'flushDiskType=ASYNC_FLUSH',
+    // SEND_OK only once on disk: cluster mode acknowledges MQTT publishes on SEND_OK.
+    'flushDiskType=SYNC_FLUSH',
     'brokerIP1=127.0.0.1',
     'bindAddress=127.0.0.1',
     `listenPort=${broker.port}`,

@@ -223,7 +223,7 @@ export class Broker implements StoreListener {
     session.disconnectedAt = undefined;
     session.owner = owner;
     this.sessions.set(session.clientId, session);
-    if (session.stored) ops.push({ op: 'putSession', record: session.toRecord() });
+    if (this.recorded(session)) ops.push({ op: 'putSession', record: session.toRecord() });
     else if (wasStored) ops.push({ op: 'deleteSession', clientId: session.clientId });
     return { session, sessionPresent: existing !== undefined, previousOwner, durable: this.persist(ops) };
   }
@@ -333,7 +333,7 @@ export class Broker implements StoreListener {
       this.addSubscription(session, sub);
       return !existed;
     });
-    const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
+    const ops: StoreOp[] = this.recorded(session) ? [{ op: 'putSession', record: session.toRecord() }] : [];
     const durable = this.persist(ops).catch((e: unknown) => {
       // Not stored, so the SUBACK reports a failure: the subscriptions must not route either.
       subs.forEach((sub, i) => {
@@ -358,13 +358,21 @@ export class Broker implements StoreListener {
       removed.push(sub);
       return true;
     });
-    const ops: StoreOp[] = session.stored ? [{ op: 'putSession', record: session.toRecord() }] : [];
+    const ops: StoreOp[] = this.recorded(session) ? [{ op: 'putSession', record: session.toRecord() }] : [];
     const durable = this.persist(ops).catch((e: unknown) => {
       // Not stored, so the UNSUBACK reports a failure: the subscriptions stay, as in the store.
       for (const sub of removed) if (!session.subscriptions.has(sub.filter)) this.addSubscription(session, sub);
       throw e;
     });
     return { existed, durable };
+  }
+
+  /**
+   * Whether the store keeps a record of the session: embedded, what must outlive the process;
+   * in cluster mode every session, since the other nodes route to its subscriptions.
+   */
+  private recorded(session: Session): boolean {
+    return session.stored || this.clustered;
   }
 
   private addSubscription(session: Session, sub: StoredSubscription): void {

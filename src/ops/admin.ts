@@ -39,7 +39,8 @@ export function createMetrics(broker: Broker): Registry {
   return registry;
 }
 
-export async function startAdminServer(broker: Broker, host: string, port: number): Promise<http.Server> {
+/** `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ reachable, lease valid). */
+export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true): Promise<http.Server> {
   const registry = createMetrics(broker);
   const server = http.createServer((req, res) => {
     if (req.url === '/metrics') {
@@ -49,8 +50,11 @@ export async function startAdminServer(broker: Broker, host: string, port: numbe
       );
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', store: broker.store.kind }));
+    } else if (req.url === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, store: broker.store.kind }));
     } else {
-      res.writeHead(404).end('try /metrics or /healthz\n');
+      res.writeHead(404).end('try /metrics, /healthz or /readyz\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

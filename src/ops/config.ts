@@ -13,6 +13,16 @@ export interface Config extends BrokerOptions, ListenerOptions {
   /** Upper bound of the LMDB memory map (bytes). */
   lmdbMapSize: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Run as a node of a cluster whose only shared state is RocketMQ (docs/cluster.md). */
+  cluster: boolean;
+  /** RocketMQ name server(s), `host:port`, several separated by `;`. */
+  namesrv: string;
+  /** This node's name in the cluster; empty: `<host name>:<port>`. */
+  nodeId: string;
+  /** Prefix of every RocketMQ topic and LMQ of the cluster. */
+  clusterName: string;
+  nodeLeaseMs: number;
+  clusterMessageQueues: number;
 }
 
 type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool';
@@ -44,6 +54,12 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'durability', kind: 'enum', values: ['strict', 'relaxed'], doc: '`strict`: acknowledge after fsync (survives power loss). `relaxed`: acknowledge after the commit reaches the OS (survives kill -9 of the broker, not a power cut).' },
   { key: 'lmdbMapSize', kind: 'int', min: 1 << 20, max: 2 ** 45, doc: 'Largest size the embedded store may grow to, bytes.' },
   { key: 'logLevel', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (pino, JSON lines on stdout).' },
+  { key: 'cluster', kind: 'bool', doc: 'Run as a node of a cluster on RocketMQ (`namesrv`) instead of the embedded store: sessions, subscriptions, retained messages and queues live in RocketMQ, and clients may connect to any node. `--cluster` alone means true. See docs/cluster.md.' },
+  { key: 'namesrv', kind: 'optional-string', doc: 'RocketMQ name server(s) of the cluster, `host:port`, several separated by `;`. Needed with `cluster`.' },
+  { key: 'nodeId', kind: 'optional-string', doc: 'Name of this node in the cluster; empty: `<host name>:<port>`. A restarted node may keep its name.' },
+  { key: 'clusterName', kind: 'string', doc: 'Prefix of the cluster\'s RocketMQ topics and LMQs (letters, digits, `_`, `-`; at most 32), so several clusters can share one RocketMQ.' },
+  { key: 'nodeLeaseMs', kind: 'int', min: 1000, max: 60_000, doc: 'A node whose heartbeat was not seen for this long is dead to the others: they take over its sessions and publish its clients\' wills. A node that could not renew its lease for 80% of it stops acknowledging.' },
+  { key: 'clusterMessageQueues', kind: 'int', min: 1, max: 64, doc: 'Queues of the cluster\'s message topic on each RocketMQ broker (publishers are spread over them by client id).' },
   { key: 'maxPacketSize', kind: 'int', min: 64, max: 268435455, doc: 'Largest MQTT packet accepted, bytes; announced in CONNACK. Larger packets are refused from their fixed header, before buffering (MQTT 5: DISCONNECT 0x95).' },
   { key: 'receiveMaximum', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 PUBLISHes an MQTT 5 client may have unacknowledged towards the broker; more gets DISCONNECT 0x93.' },
   { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
@@ -78,6 +94,12 @@ export const defaultConfig: Config = {
   durability: 'strict',
   lmdbMapSize: 8 * 1024 ** 3,
   logLevel: 'info',
+  cluster: false,
+  namesrv: '',
+  nodeId: '',
+  clusterName: 'iotb',
+  nodeLeaseMs: 10_000,
+  clusterMessageQueues: 8,
 };
 
 export class ConfigError extends Error {
@@ -157,7 +179,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     let value: string | undefined = eq > 0 ? arg.slice(eq + 1) : argv[i + 1];
-    if (eq < 0) i++;
+    if (eq < 0 && byFlag.get(name)?.kind === 'bool' && (value === undefined || value.startsWith('--'))) value = 'true';
+    else if (eq < 0) i++;
     if (value === undefined) throw new ConfigError(`${name} needs a value`);
     if (name === '--config') configFile = value;
     else if (byFlag.has(name)) flags.push([name, value]);
@@ -187,6 +210,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   for (const [name, value] of flags) set(byFlag.get(name)!, value, name);
   if (config.tlsPort > 0 && (!config.tlsCertFile || !config.tlsKeyFile)) {
     throw new ConfigError('tlsPort needs tlsCertFile and tlsKeyFile');
+  }
+  if (config.cluster && config.namesrv === '') {
+    throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
+  }
+  if (!/^[a-zA-Z0-9_-]{1,32}$/.test(config.clusterName)) {
+    throw new ConfigError(`clusterName must be 1 to 32 letters, digits, _ or -, got ${JSON.stringify(config.clusterName)}`);
   }
   if (config.publishRetryMaxMs < config.publishRetryBaseMs) {
     throw new ConfigError('publishRetryMaxMs must not be smaller than publishRetryBaseMs');

@@ -11,6 +11,8 @@ export interface CreateTopicOptions {
   brokerNames?: string[];
   /** Wait until the namesrv route lists every target broker (default true). */
   waitForRoute?: boolean;
+  /** Topic attributes as RocketMQ's admin tools write them, e.g. `+cleanup.policy=COMPACTION` (fixed at creation). */
+  attributes?: string;
 }
 
 export function encodeCreateTopic(topic: string, options: CreateTopicOptions): RequestSpec {
@@ -26,6 +28,7 @@ export function encodeCreateTopic(topic: string, options: CreateTopicOptions): R
       topicFilterType: 'SINGLE_TAG',
       topicSysFlag: '0',
       order: 'false',
+      ...(options.attributes !== undefined ? { attributes: options.attributes } : {}),
     },
   };
 }

@@ -1,0 +1,679 @@
+// The RocketMQ implementation of Store: cluster mode (docs/cluster.md). Nothing here is kept only
+// in this process: every session, subscription, retained message and delivery state is in RocketMQ.
+import { randomUUID } from 'node:crypto';
+import { type Message as RocketMessage, type MessageQueue, RocketMQClient } from '../rocketmq';
+import { deliveryTarget } from '../store/delivery';
+import type {
+  LoadedSession,
+  LoadedState,
+  Message,
+  QueueEntryRecord,
+  SessionRecord,
+  Store,
+  StoreListener,
+  StoreOp,
+  StoredDelivery,
+  StoredSubscription,
+} from '../store/types';
+import { StoreError } from '../store/types';
+import { Membership } from './membership';
+import { decodeMessage, encodeMessage } from './message-codec';
+import { ClusterNames, digest } from './names';
+import { QueueTail } from './queue-tail';
+import { type Change, type LogRecord, SessionLogFold, type SessionState, decodeRecord, encodeRecord } from './session-log';
+
+export interface ClusterLog {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface ClusterStoreOptions {
+  namesrv: string;
+  nodeId: string;
+  clusterName: string;
+  /** A node whose heartbeat was not seen for this long is dead to the others (ms). */
+  nodeLeaseMs: number;
+  /** Queues of the message topic on each broker. */
+  messageQueues: number;
+  /** How long a CONNECT waits for the node that held the session to let go (ms). */
+  claimTimeoutMs: number;
+  /** Change records after which the owner writes a snapshot. */
+  snapshotEvery: number;
+  /** Deliveries read for a session when it is opened, at most (the rest follow as they are read). */
+  openReadLimit: number;
+  log: ClusterLog;
+}
+
+/** Properties of a QoS 2 PUBLISH whose "received" record is the message itself, in the publisher's log. */
+const QOS2_EPOCH = 'iotb_epoch';
+const QOS2_PACKET_ID = 'iotb_qos2_id';
+/** Inbox names per SEND: properties are capped at 32 KiB, one name is ~60 bytes. */
+const DISPATCH_CHUNK = 400;
+const LONG_POLL_MS = 5000;
+const READ_BATCH = 32;
+
+interface Position {
+  broker: string;
+  offset: number;
+}
+
+/** A session this node holds: it claimed it and is the only one writing it. */
+interface HeldSession {
+  clientId: string;
+  epoch: number;
+  log: MessageQueue;
+  state: SessionState;
+  /** Subscriptions as written to the index. */
+  indexed: Map<string, StoredSubscription>;
+  inboxTails: QueueTail[];
+  positions: Map<number, Position>;
+  nextSeq: number;
+  /** Writes of this session, in order: each waits for the one before. */
+  chain: Promise<void>;
+  changesSinceSnapshot: number;
+  released: boolean;
+}
+
+interface IndexEntry {
+  clientId: string;
+  filter: string;
+  inbox: string;
+}
+
+interface IndexRecordBody extends IndexEntry {
+  sub: StoredSubscription;
+}
+
+/** Packet id of the delivery at (broker, offset): the same on every node, after every crash (G4). */
+export function packetIdAt(broker: string, offset: number): number {
+  const slot = parseInt(digest(broker).slice(0, 2), 16) % 16;
+  return 1 + ((offset * 16 + slot) % 65535);
+}
+
+export class ClusterStore implements Store {
+  readonly kind = 'rocketmq';
+  readonly deliversThroughStore = true;
+  readonly mq: RocketMQClient;
+  readonly names: ClusterNames;
+  readonly membership: Membership;
+  private listener: StoreListener | undefined;
+  private readonly held = new Map<string, HeldSession>();
+  private readonly inboxOf = new Map<string, string>();
+  private readonly indexByKey = new Map<string, IndexEntry>();
+  private indexTails: QueueTail[] = [];
+  private retainedTails: QueueTail[] = [];
+  private retainedTopicOf = new Map<string, string>();
+  private brokers: string[] = [];
+  private closed = false;
+
+  constructor(readonly options: ClusterStoreOptions) {
+    this.mq = new RocketMQClient({ namesrvAddr: options.namesrv, requestTimeoutMs: 5000 });
+    this.names = new ClusterNames(options.clusterName);
+    this.membership = new Membership(this.mq, this.names, options.nodeId, options.nodeLeaseMs, options.log, (signal) => this.onSignal(signal));
+  }
+
+  /** Ready to serve: the lease is valid and the index and retained messages are followed. */
+  get ready(): boolean {
+    return !this.closed && this.listener !== undefined && this.membership.leaseValid();
+  }
+
+  // ---- Store ------------------------------------------------------------------------------
+
+  async load(listener: StoreListener): Promise<LoadedState> {
+    this.listener = listener;
+    const n = this.names;
+    await this.ensureTopic(n.messages, this.options.messageQueues);
+    await this.ensureTopic(n.logs, 1);
+    await this.ensureTopic(n.nodes, 1);
+    await this.ensureTopic(n.subscriptions, 1, true);
+    await this.ensureTopic(n.retained, 1, true);
+    this.brokers = [...new Set((await this.mq.getPublishQueues(n.logs)).map((q) => q.brokerName))].sort();
+
+    this.indexTails = (await this.mq.getSubscribeQueues(n.subscriptions)).map(
+      (queue) => new QueueTail(this.mq, queue, 0, { suspendMs: LONG_POLL_MS, maxMessages: READ_BATCH, onMessages: (m) => this.onIndex(m), onError: (e) => this.readError('index', e) }),
+    );
+    this.retainedTails = (await this.mq.getSubscribeQueues(n.retained)).map(
+      (queue) => new QueueTail(this.mq, queue, 0, { suspendMs: LONG_POLL_MS, maxMessages: READ_BATCH, onMessages: (m) => this.onRetained(m), onError: (e) => this.readError('retained', e) }),
+    );
+    for (const tail of [...this.indexTails, ...this.retainedTails]) tail.start();
+    await Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier()));
+    await this.membership.start(this.brokers);
+    this.options.log.info(
+      { node: this.membership.nodeKey, brokers: this.brokers, routes: this.indexByKey.size, retained: this.retainedTopicOf.size },
+      'cluster store ready',
+    );
+    return { sessions: [], retained: [] };
+  }
+
+  /** Creates a topic of the cluster on every broker that lacks it (another node may be doing the same). */
+  private async ensureTopic(topic: string, queueNums: number, compacted = false): Promise<void> {
+    const brokers = [...(await this.mq.clusterInfo()).brokerAddrTable.keys()];
+    const routed = await this.mq.getTopicRoute(topic, true).then(
+      (route) => new Set(route.queues.map((q) => q.brokerName)),
+      () => new Set<string>(),
+    );
+    const missing = brokers.filter((b) => !routed.has(b));
+    if (missing.length === 0) return;
+    try {
+      await this.mq.createTopic(topic, { queueNums, brokerNames: missing, attributes: compacted ? '+cleanup.policy=COMPACTION' : undefined });
+    } catch (e) {
+      // A compacted topic cannot be created twice: another node just created it.
+      if (!/unchangeable attribute/.test((e as Error).message)) throw e;
+      await this.mq.getTopicRoute(topic, true);
+    }
+  }
+
+  sync(): Promise<void> {
+    return Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier())).then(
+      () => undefined,
+      (e: Error) => {
+        throw new StoreError('unavailable', `RocketMQ read barrier failed: ${e.message}`);
+      },
+    );
+  }
+
+  async openSession(clientId: string): Promise<LoadedSession | undefined> {
+    this.assertServing();
+    const previous = this.held.get(clientId);
+    if (previous) await this.letGo(previous, false); // a claim by this node again: a new epoch, cleanly
+    try {
+      return await this.claim(clientId);
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      throw new StoreError('unavailable', `session ${clientId} could not be opened: ${(e as Error).message}`);
+    }
+  }
+
+  commit(ops: StoreOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.all([...this.held.values()].map((h) => h.chain)).then(() => undefined);
+    if (this.closed) return Promise.reject(new StoreError('closed', 'store is closed'));
+    if (!this.membership.leaseValid()) {
+      return Promise.reject(new StoreError('unavailable', 'this node has no valid lease: RocketMQ unreachable'));
+    }
+    const key = primaryClient(ops);
+    const held = key !== undefined ? this.held.get(key) : undefined;
+    if (!held) return this.write(ops);
+    const done = held.chain.then(() => this.write(ops));
+    held.chain = done.catch(() => undefined);
+    return done;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.held.values()].map((h) => h.chain));
+    for (const held of this.held.values()) for (const tail of held.inboxTails) void tail.stop();
+    for (const tail of [...this.indexTails, ...this.retainedTails]) void tail.stop();
+    await this.membership.stop();
+    this.mq.close();
+  }
+
+  // ---- claiming a session (docs/cluster.md §4) ---------------------------------------------
+
+  private async claim(clientId: string): Promise<LoadedSession | undefined> {
+    const log = this.homeQueue(this.names.logs, clientId);
+    const logName = this.names.sessionLog(clientId);
+    const logQueue: MessageQueue = { topic: logName, queueId: 0, brokerName: log.brokerName };
+    const nonce = randomUUID();
+    const claimRecord: LogRecord = { t: 'claim', node: this.membership.nodeKey, nonce };
+    const sent = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(claimRecord), tags: 'claim' }, [logName], { queue: log });
+    const claimOffset = sent.lmqOffsets.get(logName)!;
+
+    const { fold, next } = await this.readLog(logQueue, claimOffset);
+    const epoch = fold.epochOf(nonce);
+    if (epoch === undefined) throw new StoreError('unavailable', `claim of ${clientId} not found in its log`);
+    let reader = next;
+    const deadline = Date.now() + this.options.claimTimeoutMs;
+    let signalled = false;
+    // Wait until the previous owner has let go, or is dead (its lease expired).
+    while (fold.active !== 0 && !fold.handedOff && !this.membership.isDead(fold.activeNode)) {
+      if (fold.claims > epoch) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+      if (Date.now() > deadline) throw new StoreError('unavailable', `node ${fold.activeNode} did not hand session ${clientId} over in time`);
+      if (!signalled) {
+        await this.membership.signal(fold.activeNode, { t: 'takeover', clientId, epoch });
+        signalled = true;
+      }
+      reader = await this.readMore(logQueue, fold, reader, Math.min(1000, Math.max(1, deadline - Date.now())));
+    }
+    if (fold.claims > epoch) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+
+    // Read what is left, then write the snapshot that makes this node the owner.
+    const end = (await this.mq.getMaxOffset(logQueue)) - 1;
+    if (end >= reader) reader = (await this.readLog(logQueue, end, fold, reader)).next;
+    const state = fold.state;
+    const snapshot: LogRecord = { t: 'snapshot', e: epoch, node: this.membership.nodeKey, state };
+    const written = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(snapshot), tags: 'snapshot' }, [logName], { queue: log });
+    const snapshotOffset = written.lmqOffsets.get(logName)!;
+    await this.readLog(logQueue, snapshotOffset, fold, reader);
+    if (!fold.owns(epoch)) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+    void this.mq.updateConsumerOffset(logName, logQueue, snapshotOffset).catch(() => undefined); // the hint; a lost one costs reading
+
+    const held: HeldSession = {
+      clientId,
+      epoch,
+      log,
+      state: fold.state,
+      indexed: new Map((fold.state.record?.subscriptions ?? []).map((s) => [s.filter, s])),
+      inboxTails: [],
+      positions: new Map(),
+      nextSeq: 1,
+      chain: Promise.resolve(),
+      changesSinceSnapshot: 0,
+      released: false,
+    };
+    this.held.set(clientId, held);
+    this.options.log.debug({ clientId, epoch, previous: fold.activeNode }, 'session claimed');
+    const record = fold.state.record;
+    if (!record) return undefined;
+    const queue = await this.openInbox(held, record);
+    return { record, queue, inboundQos2: [...fold.state.inboundQos2] };
+  }
+
+  /** Reads the session log from its snapshot hint until `until` has been read; folds it. */
+  private async readLog(queue: MessageQueue, until: number, fold?: SessionLogFold, from?: number): Promise<{ fold: SessionLogFold; next: number }> {
+    let next = from ?? (await this.mq.queryConsumerOffset(queue.topic, queue).catch(() => undefined)) ?? 0;
+    let folded = fold;
+    while (next <= until) {
+      const result = await this.mq.pull(queue, next, { maxMessages: READ_BATCH, suspendMs: 1000 });
+      for (const m of result.messages) {
+        if (m.queueOffset < next) continue;
+        if (!folded) {
+          // The hint points at a snapshot; anything else means the hint was lost: fold from the start.
+          const first = decodeRecord(m.body);
+          if (first?.t === 'snapshot' && from === undefined && next > 0) folded = SessionLogFold.fromSnapshot(first);
+          else if (next > 0 && from === undefined) return this.readLog(queue, until, undefined, 0);
+          else folded = new SessionLogFold();
+          if (first?.t === 'snapshot' && folded.active === first.e) continue;
+        }
+        this.applyLogMessage(folded, m);
+      }
+      if (result.status === 'OFFSET_ILLEGAL' || result.nextBeginOffset > next) next = result.nextBeginOffset;
+    }
+    return { fold: folded ?? new SessionLogFold(), next };
+  }
+
+  /** One long poll on the log: folds what arrives within `waitMs`. */
+  private async readMore(queue: MessageQueue, fold: SessionLogFold, from: number, waitMs: number): Promise<number> {
+    const result = await this.mq.pull(queue, from, { maxMessages: READ_BATCH, suspendMs: waitMs });
+    for (const m of result.messages) if (m.queueOffset >= from) this.applyLogMessage(fold, m);
+    return Math.max(from, result.nextBeginOffset);
+  }
+
+  private applyLogMessage(fold: SessionLogFold, m: RocketMessage): void {
+    const packetId = m.properties[QOS2_PACKET_ID];
+    if (packetId !== undefined) {
+      fold.applyReceived(Number(m.properties[QOS2_EPOCH]), Number(packetId));
+      return;
+    }
+    const record = decodeRecord(m.body);
+    if (record) fold.apply(record);
+    else this.options.log.warn({ msgId: m.uniqKey, topic: m.topic }, 'unreadable session log record skipped');
+  }
+
+  /** Starts reading the session's inbox; returns what is there now (up to the open limit). */
+  private async openInbox(held: HeldSession, record: SessionRecord): Promise<QueueEntryRecord[]> {
+    const entries: QueueEntryRecord[] = [];
+    const inbox = this.names.inbox(held.clientId, held.state.incarnation);
+    for (const broker of this.brokers) {
+      const queue: MessageQueue = { topic: inbox, queueId: 0, brokerName: broker };
+      const positions = held.state.inbox[broker] ?? { floor: 0, done: [], pubrec: [] };
+      const done = new Set(positions.done);
+      const pubrec = new Set(positions.pubrec);
+      let next = positions.floor;
+      const end = (await this.mq.getMaxOffset(queue)) - 1;
+      const dropped: Change[] = [];
+      while (next <= end && entries.length < this.options.openReadLimit) {
+        const result = await this.mq.pull(queue, next, { maxMessages: READ_BATCH });
+        for (const m of result.messages) {
+          if (m.queueOffset < next || done.has(m.queueOffset)) continue;
+          const message = decodeMessage(m);
+          const target = message && deliveryTarget(held.clientId, record.subscriptions, message);
+          if (!message || !target) {
+            dropped.push({ k: 'done', broker, offset: m.queueOffset });
+            continue;
+          }
+          const seq = this.remember(held, broker, m.queueOffset);
+          entries.push({
+            seq,
+            packetId: packetIdAt(broker, m.queueOffset),
+            message,
+            qos: target.qos,
+            subscriptionIds: target.subscriptionIds,
+            retainAsPublished: target.retainAsPublished,
+            state: pubrec.has(m.queueOffset) ? 'pubrec' : 'queued',
+          });
+        }
+        if (result.nextBeginOffset <= next && result.status !== 'FOUND') break;
+        next = Math.max(next + (result.messages.length > 0 ? 0 : 1), result.nextBeginOffset);
+      }
+      if (dropped.length > 0) void this.commitChanges(held, dropped).catch(() => undefined);
+      this.followInbox(held, queue, next);
+    }
+    return entries;
+  }
+
+  private followInbox(held: HeldSession, queue: MessageQueue, from: number): void {
+    const tail = new QueueTail(this.mq, queue, from, {
+      suspendMs: LONG_POLL_MS,
+      maxMessages: READ_BATCH,
+      onMessages: (messages) => this.onInbox(held, queue.brokerName, messages),
+      onError: (e) => this.readError(`inbox of ${held.clientId}`, e),
+    });
+    held.inboxTails.push(tail);
+    tail.start();
+  }
+
+  private onInbox(held: HeldSession, broker: string, messages: RocketMessage[]): void {
+    if (held.released) return;
+    const deliveries: StoredDelivery[] = [];
+    for (const m of messages) {
+      const message = decodeMessage(m);
+      const seq = this.remember(held, broker, m.queueOffset);
+      if (!message) {
+        this.options.log.warn({ clientId: held.clientId, msgId: m.uniqKey }, 'unreadable message in an inbox skipped');
+        void this.commit([{ op: 'dequeue', clientId: held.clientId, seq }]).catch(() => undefined);
+        continue;
+      }
+      deliveries.push({ seq, packetId: packetIdAt(broker, m.queueOffset), message });
+    }
+    if (deliveries.length > 0) this.listener?.deliver(held.clientId, deliveries);
+  }
+
+  private remember(held: HeldSession, broker: string, offset: number): number {
+    const seq = held.nextSeq++;
+    held.positions.set(seq, { broker, offset });
+    return seq;
+  }
+
+  // ---- writing ------------------------------------------------------------------------------
+
+  private async write(ops: StoreOp[]): Promise<void> {
+    try {
+      await this.apply(ops);
+    } catch (e) {
+      if (e instanceof StoreError) throw e;
+      throw new StoreError('unavailable', `RocketMQ write failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async apply(ops: StoreOp[]): Promise<void> {
+    const changes = new Map<string, Change[]>();
+    const change = (clientId: string, c: Change): void => {
+      const list = changes.get(clientId) ?? [];
+      list.push(c);
+      changes.set(clientId, list);
+    };
+    const writes: Promise<unknown>[] = [];
+    let qos2: { clientId: string; packetId: number } | undefined;
+    for (const op of ops) if (op.op === 'putInboundQos2') qos2 = { clientId: op.clientId, packetId: op.packetId };
+
+    for (const op of ops) {
+      switch (op.op) {
+        case 'publish':
+          writes.push(this.publish(op.message, op.clientIds, qos2 && this.held.get(qos2.clientId) ? qos2 : undefined));
+          break;
+        case 'putRetained':
+          writes.push(this.writeRetained(op.message.topic, op.message));
+          break;
+        case 'deleteRetained':
+          writes.push(this.writeRetained(op.topic, undefined));
+          break;
+        case 'putSession':
+        case 'deleteSession': {
+          const clientId = op.op === 'putSession' ? op.record.clientId : op.clientId;
+          const target = this.held.get(clientId);
+          if (!target) break;
+          const record = op.op === 'putSession' ? op.record : null;
+          const fresh = record !== null && target.state.record === null;
+          const incarnation = fresh ? randomUUID().slice(0, 8) : record === null ? '' : target.state.incarnation;
+          change(clientId, { k: 'record', record, incarnation });
+          writes.push(this.writeIndex(target, record, incarnation));
+          break;
+        }
+        case 'dequeue':
+        case 'setDeliveryState': {
+          const target = this.held.get(op.clientId);
+          const position = target?.positions.get(op.seq);
+          if (!target || !position) break;
+          if (op.op === 'dequeue') {
+            target.positions.delete(op.seq);
+            if (!target.state.record || target.state.record.expiryInterval === 0) break; // ends with its connection
+            change(op.clientId, { k: 'done', ...position });
+          } else change(op.clientId, { k: 'pubrec', ...position });
+          break;
+        }
+        case 'putInboundQos2':
+          break; // stored with the message (publish above)
+        case 'deleteInboundQos2':
+          change(op.clientId, { k: 'released', packetId: op.packetId });
+          break;
+        case 'enqueue':
+          break; // never issued: this store delivers through itself
+      }
+    }
+    for (const [clientId, list] of changes) {
+      const target = this.held.get(clientId);
+      if (target) writes.push(this.commitChanges(target, list));
+    }
+    await Promise.all(writes);
+  }
+
+  /** One change record in the session log; applied to this node's view of the session too. */
+  private async commitChanges(held: HeldSession, changes: Change[]): Promise<void> {
+    if (held.released) return;
+    const logName = this.names.sessionLog(held.clientId);
+    const record: LogRecord = { t: 'change', e: held.epoch, c: changes };
+    await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'change' }, [logName], { queue: held.log, resolveLmqOffsets: false });
+    const fold = new SessionLogFold();
+    fold.state = held.state;
+    fold.active = held.epoch;
+    fold.claims = held.epoch;
+    fold.apply(record);
+    const restart = changes.some((c) => c.k === 'record' && c.record !== null && c.incarnation !== '' && held.inboxTails.length === 0);
+    if (restart && held.state.record) {
+      // A new session (incarnation): its inbox starts empty, read from its beginning.
+      for (const broker of this.brokers) this.followInbox(held, { topic: this.names.inbox(held.clientId, held.state.incarnation), queueId: 0, brokerName: broker }, 0);
+    }
+    if (changes.some((c) => c.k === 'record' && c.record === null)) this.stopInbox(held);
+    if (++held.changesSinceSnapshot >= this.options.snapshotEvery) await this.writeSnapshot(held);
+  }
+
+  private async writeSnapshot(held: HeldSession): Promise<void> {
+    held.changesSinceSnapshot = 0;
+    const logName = this.names.sessionLog(held.clientId);
+    const record: LogRecord = { t: 'snapshot', e: held.epoch, node: this.membership.nodeKey, state: held.state };
+    const sent = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'snapshot' }, [logName], { queue: held.log });
+    const offset = sent.lmqOffsets.get(logName)!;
+    void this.mq.updateConsumerOffset(logName, { topic: logName, queueId: 0, brokerName: held.log.brokerName }, offset).catch(() => undefined);
+  }
+
+  private stopInbox(held: HeldSession): void {
+    for (const tail of held.inboxTails.splice(0)) void tail.stop();
+    held.positions.clear();
+  }
+
+  /** One SEND per PUBLISH, indexed into every recipient's inbox (and the QoS 2 publisher's log). */
+  private async publish(message: Message, clientIds: string[], qos2: { clientId: string; packetId: number } | undefined): Promise<void> {
+    const encoded = encodeMessage(message);
+    const inboxes = [...new Set(clientIds.map((id) => this.inboxOf.get(id)).filter((x): x is string => x !== undefined))];
+    const queue = this.homeQueue(this.names.messages, message.publisherId);
+    const properties = { ...encoded.properties };
+    const extra: string[] = [];
+    if (qos2) {
+      const publisher = this.held.get(qos2.clientId)!;
+      properties[QOS2_EPOCH] = String(publisher.epoch);
+      properties[QOS2_PACKET_ID] = String(qos2.packetId);
+      extra.push(this.names.sessionLog(qos2.clientId));
+    }
+    const outgoing = { topic: this.names.messages, body: encoded.body, tags: encoded.tags, keys: encoded.keys, properties };
+    const chunks: string[][] = [];
+    const all = [...extra, ...inboxes];
+    for (let i = 0; i < all.length; i += DISPATCH_CHUNK) chunks.push(all.slice(i, i + DISPATCH_CHUNK));
+    if (chunks.length === 0) {
+      await this.mq.send(outgoing, { queue });
+      return;
+    }
+    // A fan-out beyond one SEND's property limit is several SENDs of the same message.
+    await Promise.all(chunks.map((lmqs) => this.mq.sendToLmqs(outgoing, lmqs, { queue, resolveLmqOffsets: false })));
+  }
+
+  private async writeRetained(topic: string, message: Message | undefined): Promise<void> {
+    const key = digest(topic);
+    const queues = this.retainedTails.map((t) => t.queue);
+    const queue = queues[parseInt(key.slice(0, 8), 16) % queues.length]!;
+    let sent;
+    if (message) {
+      const encoded = encodeMessage(message);
+      sent = await this.mq.send({ topic: this.names.retained, body: encoded.body, tags: encoded.tags, keys: [key], properties: encoded.properties }, { queue });
+    } else {
+      sent = await this.mq.send({ topic: this.names.retained, body: Buffer.alloc(0), keys: [key], properties: { mqtt_topic_digest: key } }, { queue });
+    }
+    // Acknowledge only once this node reads it back: from then on every node's barrier includes it.
+    await this.retainedTails.find((t) => t.queue.brokerName === queue.brokerName)!.reached(sent.queueOffset);
+  }
+
+  /** Index records for the subscriptions that changed; waits until they are read back. */
+  private async writeIndex(held: HeldSession, record: SessionRecord | null, incarnation: string): Promise<void> {
+    const inbox = incarnation ? this.names.inbox(held.clientId, incarnation) : '';
+    const wanted = new Map((record?.subscriptions ?? []).map((s) => [s.filter, s]));
+    const sends: Promise<{ queue: MessageQueue; queueOffset: number }>[] = [];
+    const queue = this.homeQueue(this.names.subscriptions, held.clientId);
+    const previousInbox = this.inboxOf.get(held.clientId);
+    for (const [filter, sub] of wanted) {
+      const before = held.indexed.get(filter);
+      if (before && previousInbox === inbox && JSON.stringify(before) === JSON.stringify(sub)) continue;
+      const body: IndexRecordBody = { clientId: held.clientId, filter, inbox, sub };
+      sends.push(this.mq.send({ topic: this.names.subscriptions, body: JSON.stringify(body), keys: [indexKey(held.clientId, filter)] }, { queue }));
+    }
+    for (const filter of held.indexed.keys()) {
+      if (wanted.has(filter)) continue;
+      sends.push(this.mq.send({ topic: this.names.subscriptions, body: Buffer.alloc(0), keys: [indexKey(held.clientId, filter)] }, { queue }));
+    }
+    held.indexed = wanted;
+    const results = await Promise.all(sends);
+    await Promise.all(results.map((r) => this.indexTails.find((t) => t.queue.brokerName === r.queue.brokerName)!.reached(r.queueOffset)));
+  }
+
+  // ---- following the index and the retained messages ----------------------------------------
+
+  private onIndex(messages: RocketMessage[]): void {
+    for (const m of messages) {
+      const key = m.keys[0];
+      if (!key) continue;
+      if (m.body.length === 0) {
+        const entry = this.indexByKey.get(key);
+        if (!entry) continue;
+        this.indexByKey.delete(key);
+        this.listener?.routeChanged(entry.clientId, entry.filter, undefined);
+        continue;
+      }
+      let body: IndexRecordBody;
+      try {
+        body = JSON.parse(m.body.toString('utf8')) as IndexRecordBody;
+      } catch {
+        this.options.log.warn({ msgId: m.uniqKey }, 'unreadable subscription record skipped');
+        continue;
+      }
+      this.indexByKey.set(key, { clientId: body.clientId, filter: body.filter, inbox: body.inbox });
+      this.inboxOf.set(body.clientId, body.inbox);
+      this.listener?.routeChanged(body.clientId, body.filter, body.sub);
+    }
+  }
+
+  private onRetained(messages: RocketMessage[]): void {
+    for (const m of messages) {
+      const key = m.keys[0];
+      if (!key) continue;
+      if (m.body.length === 0) {
+        const topic = this.retainedTopicOf.get(key);
+        if (topic === undefined) continue;
+        this.retainedTopicOf.delete(key);
+        this.listener?.retainedChanged(topic, undefined);
+        continue;
+      }
+      const message = decodeMessage(m);
+      if (!message) continue;
+      this.retainedTopicOf.set(key, message.topic);
+      this.listener?.retainedChanged(message.topic, message);
+    }
+  }
+
+  // ---- takeover signals ------------------------------------------------------------------------
+
+  private onSignal(signal: { t: 'takeover'; clientId: string; epoch: number }): void {
+    const held = this.held.get(signal.clientId);
+    if (!held || held.epoch >= signal.epoch) return;
+    void this.letGo(held, true);
+  }
+
+  /** Hands the session over: closes its connection here, finishes its writes, writes the handoff. */
+  private async letGo(held: HeldSession, tellCore: boolean): Promise<void> {
+    if (held.released) return;
+    held.released = true;
+    if (tellCore) this.listener?.release(held.clientId);
+    this.held.delete(held.clientId);
+    this.stopInbox(held);
+    await held.chain;
+    const logName = this.names.sessionLog(held.clientId);
+    const record: LogRecord = { t: 'handoff', e: held.epoch };
+    await this.mq
+      .sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'handoff' }, [logName], { queue: held.log, resolveLmqOffsets: false })
+      .catch((e: Error) => this.options.log.warn({ clientId: held.clientId, err: e.message }, 'handoff not written; the next owner waits for this node\'s lease'));
+    this.options.log.debug({ clientId: held.clientId, epoch: held.epoch }, 'session handed over');
+  }
+
+  // ---- helpers --------------------------------------------------------------------------------
+
+  /** The queue of `topic` on the home broker of `key` (rendezvous hashing over the brokers). */
+  private homeQueue(topic: string, key: string): MessageQueue {
+    let best = this.brokers[0]!;
+    let bestScore = '';
+    for (const broker of this.brokers) {
+      const score = digest(`${broker}\n${key}`);
+      if (score > bestScore) {
+        best = broker;
+        bestScore = score;
+      }
+    }
+    const queues = topic === this.names.messages ? this.options.messageQueues : 1;
+    const queueId = queues > 1 ? parseInt(digest(key).slice(0, 8), 16) % queues : 0;
+    return { topic, queueId, brokerName: best };
+  }
+
+  private assertServing(): void {
+    if (this.closed) throw new StoreError('closed', 'store is closed');
+    if (!this.membership.leaseValid()) throw new StoreError('unavailable', 'this node has no valid lease: RocketMQ unreachable');
+  }
+
+  private lastReadError = 0;
+  private readError(what: string, e: Error): void {
+    const now = Date.now();
+    if (now - this.lastReadError < 5000) return;
+    this.lastReadError = now;
+    this.options.log.warn({ err: e.message, what }, 'RocketMQ read failed; retrying (log rate-limited)');
+  }
+}
+
+function indexKey(clientId: string, filter: string): string {
+  return `${digest(clientId)}${digest(filter)}`;
+}
+
+/** The session whose writes a batch belongs to: they are ordered per session. */
+function primaryClient(ops: StoreOp[]): string | undefined {
+  for (const op of ops) {
+    switch (op.op) {
+      case 'publish':
+        return op.message.publisherId;
+      case 'putSession':
+        return op.record.clientId;
+      case 'putRetained':
+      case 'deleteRetained':
+        continue;
+      default:
+        return op.clientId;
+    }
+  }
+  return undefined;
+}

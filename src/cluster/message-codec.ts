@@ -1,0 +1,134 @@
+// An MQTT message as a RocketMQ message: body = the payload unchanged, the rest in properties.
+// The property names are the bridge contract (docs/cluster.md §2): services read them.
+import type { QoS } from '../protocol/packets';
+import type { Message as StoredRocketMessage } from '../rocketmq';
+import type { Message, MessageProperties } from '../store/types';
+
+export const Prop = {
+  topic: 'mqtt_topic',
+  /** Set instead of mqtt_topic when the topic holds U+0001 or U+0002 (RocketMQ's separators). */
+  topicBase64: 'mqtt_topic_b64',
+  qos: 'mqtt_qos',
+  retain: 'mqtt_retain',
+  client: 'mqtt_client',
+  createdAt: 'mqtt_created',
+  expiresAt: 'mqtt_expiry_at',
+  properties: 'mqtt_props',
+  /** The payload was empty: RocketMQ cannot index an empty body into LMQs, so the body is one 0 byte. */
+  empty: 'mqtt_empty',
+} as const;
+
+const SEPARATORS = /[\u0001\u0002]/;
+const SIMPLE_TAG = /^[^\s|\u0001\u0002]+$/;
+
+export interface EncodedMessage {
+  body: Buffer;
+  tags: string;
+  keys: string[];
+  properties: Record<string, string>;
+}
+
+/** The RocketMQ body and properties of an MQTT message. */
+export function encodeMessage(message: Message): EncodedMessage {
+  const properties: Record<string, string> = {
+    [Prop.qos]: String(message.qos),
+    [Prop.retain]: message.retain ? '1' : '0',
+    [Prop.createdAt]: String(message.createdAt),
+  };
+  if (SEPARATORS.test(message.topic)) properties[Prop.topicBase64] = Buffer.from(message.topic).toString('base64');
+  else properties[Prop.topic] = message.topic;
+  // JSON escapes control characters, so the client id and MQTT 5 properties are always safe.
+  properties[Prop.client] = JSON.stringify(message.publisherId);
+  if (message.expiresAt !== undefined) properties[Prop.expiresAt] = String(message.expiresAt);
+  if (message.properties) properties[Prop.properties] = JSON.stringify(encodeMqttProperties(message.properties));
+  let body = message.payload;
+  if (body.length === 0) {
+    body = Buffer.alloc(1);
+    properties[Prop.empty] = '1';
+  }
+  const firstLevel = message.topic.split('/', 1)[0] ?? '';
+  return {
+    body,
+    tags: SIMPLE_TAG.test(firstLevel) ? firstLevel : '_',
+    keys: SIMPLE_TAG.test(message.publisherId) ? [message.publisherId] : [],
+    properties,
+  };
+}
+
+/** The MQTT message of a RocketMQ message written by encodeMessage; undefined if it is not one. */
+export function decodeMessage(stored: StoredRocketMessage): Message | undefined {
+  const p = stored.properties;
+  const topic = p[Prop.topic] ?? (p[Prop.topicBase64] !== undefined ? Buffer.from(p[Prop.topicBase64], 'base64').toString() : undefined);
+  const qos = Number(p[Prop.qos]);
+  if (topic === undefined || !(qos === 0 || qos === 1 || qos === 2)) return undefined;
+  let publisherId = '';
+  try {
+    publisherId = p[Prop.client] !== undefined ? String(JSON.parse(p[Prop.client])) : '';
+  } catch {
+    return undefined;
+  }
+  const message: Message = {
+    topic,
+    payload: p[Prop.empty] === '1' ? Buffer.alloc(0) : stored.body,
+    qos: qos as QoS,
+    retain: p[Prop.retain] === '1',
+    publisherId,
+    createdAt: Number(p[Prop.createdAt] ?? stored.bornTimestamp),
+  };
+  if (p[Prop.expiresAt] !== undefined) message.expiresAt = Number(p[Prop.expiresAt]);
+  if (p[Prop.properties] !== undefined) {
+    const properties = decodeMqttProperties(p[Prop.properties]);
+    if (properties === null) return undefined;
+    message.properties = properties;
+  }
+  return message;
+}
+
+interface MqttPropertiesJson {
+  payloadFormatIndicator?: boolean;
+  contentType?: string;
+  responseTopic?: string;
+  /** base64 */
+  correlationData?: string;
+  /** name/value pairs in order; a name may repeat */
+  userProperties?: [string, string][];
+}
+
+function encodeMqttProperties(props: MessageProperties): MqttPropertiesJson {
+  const out: MqttPropertiesJson = {};
+  if (props.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = props.payloadFormatIndicator;
+  if (props.contentType !== undefined) out.contentType = props.contentType;
+  if (props.responseTopic !== undefined) out.responseTopic = props.responseTopic;
+  if (props.correlationData !== undefined) out.correlationData = props.correlationData.toString('base64');
+  if (props.userProperties !== undefined) {
+    out.userProperties = [];
+    for (const [name, value] of Object.entries(props.userProperties)) {
+      for (const v of Array.isArray(value) ? value : [value]) out.userProperties.push([name, v]);
+    }
+  }
+  return out;
+}
+
+function decodeMqttProperties(text: string): MessageProperties | null {
+  let json: MqttPropertiesJson;
+  try {
+    json = JSON.parse(text) as MqttPropertiesJson;
+  } catch {
+    return null;
+  }
+  const out: MessageProperties = {};
+  if (json.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = json.payloadFormatIndicator;
+  if (json.contentType !== undefined) out.contentType = json.contentType;
+  if (json.responseTopic !== undefined) out.responseTopic = json.responseTopic;
+  if (json.correlationData !== undefined) out.correlationData = Buffer.from(json.correlationData, 'base64');
+  if (json.userProperties !== undefined) {
+    const user: Record<string, string | string[]> = {};
+    for (const [name, value] of json.userProperties) {
+      const existing = user[name];
+      if (existing === undefined) user[name] = value;
+      else user[name] = Array.isArray(existing) ? [...existing, value] : [existing, value];
+    }
+    out.userProperties = user;
+  }
+  return out;
+}
