@@ -20,7 +20,7 @@ import { Membership } from './membership';
 import { decodeMessage, encodeMessage } from './message-codec';
 import { ClusterNames, digest } from './names';
 import { QueueTail } from './queue-tail';
-import { type Change, type LogRecord, SessionLogFold, type SessionState, decodeRecord, encodeRecord } from './session-log';
+import { type Change, type LogRecord, SessionLogFold, type SessionState, decodeRecord, encodeRecord, trackHeld } from './session-log';
 
 export interface ClusterLog {
   debug(obj: object, msg: string): void;
@@ -107,6 +107,11 @@ export class ClusterStore implements Store {
   private retainedTopicOf = new Map<string, string>();
   private brokers: string[] = [];
   private closed = false;
+  private orphanTimer: NodeJS.Timeout | undefined;
+  private lookingAfter = false;
+  /** What this node has read of the members topic and of each member's node log. */
+  private readonly membersRead = new Map<string, number>();
+  private readonly nodeLogs = new Map<string, { next: Map<string, number>; held: Map<string, string> }>();
 
   constructor(readonly options: ClusterStoreOptions) {
     this.mq = new RocketMQClient({ namesrvAddr: options.namesrv, requestTimeoutMs: 5000 });
@@ -140,6 +145,11 @@ export class ClusterStore implements Store {
     for (const tail of [...this.indexTails, ...this.retainedTails]) tail.start();
     await Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier()));
     await this.membership.start(this.brokers);
+    await this.ensureTopic(n.members, 1, true);
+    const membersQueue = (await this.mq.getPublishQueues(n.members))[0]!;
+    await this.mq.send({ topic: n.members, body: JSON.stringify({ nodeId: this.options.nodeId }), keys: [digest(this.options.nodeId)] }, { queue: membersQueue });
+    this.orphanTimer = setInterval(() => void this.lookAfterDeadNodes(), Math.max(200, Math.floor(this.options.nodeLeaseMs / 2)));
+    this.orphanTimer.unref();
     this.options.log.info(
       { node: this.membership.nodeKey, brokers: this.brokers, routes: this.indexByKey.size, retained: this.retainedTopicOf.size },
       'cluster store ready',
@@ -203,6 +213,7 @@ export class ClusterStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
     await Promise.all([...this.held.values()].map((h) => h.chain));
     for (const held of this.held.values()) for (const tail of held.inboxTails) void tail.stop();
     for (const tail of [...this.indexTails, ...this.retainedTails]) void tail.stop();
@@ -243,8 +254,10 @@ export class ClusterStore implements Store {
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
     if (end >= reader) reader = (await this.readLog(logQueue, end, fold, reader)).next;
     const state = fold.state;
-    const snapshot: LogRecord = { t: 'snapshot', e: epoch, node: this.membership.nodeKey, state };
-    const written = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(snapshot), tags: 'snapshot' }, [logName], { queue: log });
+    const snapshot: LogRecord = { t: 'snapshot', e: epoch, node: this.membership.nodeKey, state, clientId };
+    // Also in this node's log: if this node dies, the others find the session there.
+    const nodeLog = this.names.nodeLog(this.options.nodeId);
+    const written = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(snapshot), tags: 'snapshot' }, [logName, nodeLog], { queue: log });
     const snapshotOffset = written.lmqOffsets.get(logName)!;
     await this.readLog(logQueue, snapshotOffset, fold, reader);
     if (!fold.owns(epoch)) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
@@ -476,7 +489,12 @@ export class ClusterStore implements Store {
       // A new session (incarnation): its inbox starts empty, read from its beginning.
       for (const broker of this.brokers) this.followInbox(held, { topic: this.names.inbox(held.clientId, held.state.incarnation), queueId: 0, brokerName: broker }, 0);
     }
-    if (changes.some((c) => c.k === 'record' && c.record === null)) this.stopInbox(held);
+    if (held.state.record === null) {
+      // The session ended: stop reading for it and let it go (not awaited: this runs in its chain).
+      this.stopInbox(held);
+      void this.letGo(held, false);
+      return;
+    }
     if (++held.changesSinceSnapshot >= this.options.snapshotEvery) await this.writeSnapshot(held);
   }
 
@@ -617,11 +635,87 @@ export class ClusterStore implements Store {
     this.stopInbox(held);
     await held.chain;
     const logName = this.names.sessionLog(held.clientId);
-    const record: LogRecord = { t: 'handoff', e: held.epoch };
+    const record: LogRecord = { t: 'handoff', e: held.epoch, node: this.membership.nodeKey, clientId: held.clientId };
+    const nodeLog = this.names.nodeLog(this.options.nodeId);
     await this.mq
-      .sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'handoff' }, [logName], { queue: held.log, resolveLmqOffsets: false })
+      .sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'handoff' }, [logName, nodeLog], { queue: held.log, resolveLmqOffsets: false })
       .catch((e: Error) => this.options.log.warn({ clientId: held.clientId, err: e.message }, 'handoff not written; the next owner waits for this node\'s lease'));
     this.options.log.debug({ clientId: held.clientId, epoch: held.epoch }, 'session handed over');
+  }
+
+  // ---- sessions of dead nodes (docs/cluster.md §8) -------------------------------------------
+
+  /**
+   * Every node id that ever ran is in the members topic. For each whose current incarnation is
+   * dead, the sessions it held are taken over, each by the live node that rendezvous hashing of
+   * its client id picks: their wills and expiry run there from then on.
+   */
+  private async lookAfterDeadNodes(): Promise<void> {
+    if (this.lookingAfter || this.closed || !this.membership.leaseValid()) return;
+    this.lookingAfter = true;
+    try {
+      for (const m of await this.readNew(await this.mq.getSubscribeQueues(this.names.members), this.membersRead)) {
+        try {
+          const nodeId = String((JSON.parse(m.body.toString('utf8')) as { nodeId: unknown }).nodeId);
+          if (!this.nodeLogs.has(nodeId)) this.nodeLogs.set(nodeId, { next: new Map(), held: new Map() });
+        } catch {
+          continue;
+        }
+      }
+      for (const [nodeId, nodeLog] of this.nodeLogs) {
+        const queues = this.brokers.map((brokerName) => ({ topic: this.names.nodeLog(nodeId), queueId: 0, brokerName }));
+        for (const m of await this.readNew(queues, nodeLog.next)) {
+          const record = decodeRecord(m.body);
+          if (record) trackHeld(nodeLog.held, record);
+        }
+        for (const [clientId, nodeKey] of nodeLog.held) {
+          if (nodeKey === this.membership.nodeKey || !this.membership.isDead(nodeKey) || this.held.has(clientId)) continue;
+          if (this.membership.responsibleFor(clientId) !== this.membership.nodeKey) continue;
+          await this.adoptOrphan(clientId, nodeKey).then(
+            (adopted) => {
+              if (!adopted) nodeLog.held.delete(clientId); // it moved on: nothing to look after
+            },
+            (e: Error) =>
+              this.options.log.warn({ clientId, deadNode: nodeKey, err: e.message }, 'session of a dead node not taken over yet; retrying'),
+          );
+        }
+      }
+    } catch (e) {
+      this.readError('dead nodes', e as Error);
+    } finally {
+      this.lookingAfter = false;
+    }
+  }
+
+  /** Takes over one session of a dead node, unless it moved on meanwhile (then false). */
+  private async adoptOrphan(clientId: string, deadNode: string): Promise<boolean> {
+    const log = this.homeQueue(this.names.logs, clientId);
+    const logQueue: MessageQueue = { topic: this.names.sessionLog(clientId), queueId: 0, brokerName: log.brokerName };
+    const end = (await this.mq.getMaxOffset(logQueue)) - 1;
+    const { fold } = await this.readLog(logQueue, end);
+    if (fold.activeNode !== deadNode || fold.handedOff) return false; // reconnected elsewhere, or let go
+    const loaded = await this.claim(clientId);
+    this.options.log.info({ clientId, deadNode }, 'took over the session of a dead node');
+    if (loaded) this.listener?.adopt(loaded);
+    else await this.letGo(this.held.get(clientId)!, false);
+    return true;
+  }
+
+  /** What the queues hold beyond the offsets in `next` (by broker), which move on. */
+  private async readNew(queues: MessageQueue[], next: Map<string, number>): Promise<RocketMessage[]> {
+    const out: RocketMessage[] = [];
+    for (const queue of queues) {
+      let from = next.get(queue.brokerName) ?? 0;
+      const end = (await this.mq.getMaxOffset(queue)) - 1;
+      while (from <= end) {
+        const result = await this.mq.pull(queue, from, { maxMessages: READ_BATCH });
+        for (const m of result.messages) if (m.queueOffset >= from) out.push(m);
+        if (result.nextBeginOffset <= from) break;
+        from = result.nextBeginOffset;
+      }
+      next.set(queue.brokerName, from);
+    }
+    return out;
   }
 
   // ---- helpers --------------------------------------------------------------------------------

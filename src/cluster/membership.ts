@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Message as RocketMessage, MessageQueue, RocketMQClient } from '../rocketmq';
 import type { ClusterLog } from './cluster-store';
-import type { ClusterNames } from './names';
+import { type ClusterNames, digest } from './names';
 import { QueueTail } from './queue-tail';
 
 /** What one node asks of another. */
@@ -89,6 +89,21 @@ export class Membership {
     if (now - watchingSince < this.leaseMs) return false;
     const seen = this.lastSeen.get(nodeKey);
     return seen === undefined || now - seen > this.leaseMs;
+  }
+
+  /** The live node (this one included) that looks after `clientId` when its node is gone: rendezvous hashing. */
+  responsibleFor(clientId: string): string {
+    let best = this.nodeKey;
+    let bestScore = digest(`${this.nodeKey}\n${clientId}`);
+    for (const nodeKey of this.lastSeen.keys()) {
+      if (this.isDead(nodeKey)) continue;
+      const score = digest(`${nodeKey}\n${clientId}`);
+      if (score > bestScore) {
+        best = nodeKey;
+        bestScore = score;
+      }
+    }
+    return best;
   }
 
   /** Sends a signal to the node that holds `nodeKey`'s mailbox (on every broker it may read). */

@@ -21,6 +21,8 @@ export class ClusterNames {
   readonly retained: string;
   /** Node heartbeats. */
   readonly nodes: string;
+  /** Every node id that ever ran, compacted: whose sessions to look after when it is gone. */
+  readonly members: string;
 
   constructor(readonly cluster: string) {
     this.messages = `${cluster}_msg`;
@@ -28,6 +30,7 @@ export class ClusterNames {
     this.subscriptions = `${cluster}_subs`;
     this.retained = `${cluster}_retained`;
     this.nodes = `${cluster}_nodes`;
+    this.members = `${cluster}_members`;
   }
 
   /** The log of one session: claims, snapshots, changes, handoffs (on its home broker). */

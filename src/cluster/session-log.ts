@@ -34,9 +34,9 @@ export type Change =
 /** The records of a session log. `e` is the writer's epoch. */
 export type LogRecord =
   | { t: 'claim'; node: string; nonce: string }
-  | { t: 'snapshot'; e: number; node: string; state: SessionState }
+  | { t: 'snapshot'; e: number; node: string; state: SessionState; clientId?: string }
   | { t: 'change'; e: number; c: Change[] }
-  | { t: 'handoff'; e: number };
+  | { t: 'handoff'; e: number; node?: string; clientId?: string };
 
 export function emptyState(): SessionState {
   return { record: null, incarnation: '', inbox: {}, inboundQos2: [] };
@@ -136,6 +136,17 @@ export function applyChange(state: SessionState, change: Change): void {
       state.inboundQos2 = state.inboundQos2.filter((id) => id !== change.packetId);
       return;
   }
+}
+
+/**
+ * Which sessions a node holds, from its node log: the snapshots that made it an owner (also
+ * dispatched there) and the handoffs that ended that. A session listed may have moved on since
+ * (a later claim elsewhere); the session log has the last word. Applies one record to `held`
+ * (client id → node key).
+ */
+export function trackHeld(held: Map<string, string>, record: LogRecord): void {
+  if (record.t === 'snapshot' && record.clientId !== undefined) held.set(record.clientId, record.node);
+  else if (record.t === 'handoff' && record.clientId !== undefined && held.get(record.clientId) === record.node) held.delete(record.clientId);
 }
 
 // ---- encoding: JSON, with Buffers (will payloads, correlation data) as base64 ----------------

@@ -1,0 +1,105 @@
+// A node killed with kill -9: its clients' wills are published by another node within the lease,
+// and its clients find their sessions on the other nodes (G7, G8, G3/G4 across nodes).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawClient } from '../guarantees/raw-client';
+import { TestCluster, type ClusterNode } from './nodes';
+
+const LEASE_MS = 2000;
+const cluster = new TestCluster(['--node-lease-ms', String(LEASE_MS)]);
+let b: ClusterNode;
+let c: ClusterNode;
+
+before(async () => {
+  [, b, c] = await cluster.startAll('crash-a', 'crash-b', 'crash-c');
+});
+
+after(async () => {
+  await cluster.stop();
+});
+
+test('cluster G8: the wills of the clients of a node killed with kill -9 are published once, by another node, within the lease', async () => {
+  const a = cluster.nodes.get('crash-a')!;
+  const { client: watcher } = await RawClient.connect(b.port, 5, { clientId: 'will-watcher' });
+  const victims: RawClient[] = [];
+  try {
+    await watcher.subscribe('wills/#', 1);
+    for (const [i, version] of ([5, 4, 5] as const).entries()) {
+      const { client } = await RawClient.connect(a.port, version, {
+        clientId: `victim-${i}`,
+        clean: version === 4 ? i !== 1 : true,
+        properties: version === 5 ? { sessionExpiryInterval: i === 2 ? 60 : 0 } : undefined,
+        will: { topic: `wills/${i}`, payload: Buffer.from(`gone-${i}`), qos: 1, retain: false },
+      });
+      victims.push(client);
+    }
+    const killedAt = Date.now();
+    await cluster.kill9('crash-a');
+    for (let i = 0; i < 3; i++) {
+      const will = await watcher.take('publish', (p) => p.topic === `wills/${i}`, LEASE_MS * 5 + 10_000);
+      assert.equal(will.payload.toString(), `gone-${i}`);
+      watcher.send({ cmd: 'puback', messageId: will.messageId });
+    }
+    const elapsed = Date.now() - killedAt;
+    assert.ok(elapsed < LEASE_MS * 5, `wills took ${elapsed} ms with a ${LEASE_MS} ms lease`);
+    // Once each: a marker published afterwards arrives after no second copy of any will.
+    const { client: marker } = await RawClient.connect(c.port, 4, { clientId: 'will-marker' });
+    marker.publish('wills/marker', 'marker', 1, 1);
+    await watcher.take('publish', (p) => p.topic === 'wills/marker', 10_000);
+    await marker.destroy();
+    assert.deepEqual(
+      watcher.all('publish').map((p) => p.topic).sort(),
+      ['wills/0', 'wills/1', 'wills/2', 'wills/marker'],
+    );
+  } finally {
+    for (const v of victims) await v.destroy();
+    await watcher.destroy();
+  }
+});
+
+test('cluster G3/G4: a persistent subscriber of a killed node reconnects to another: unacked QoS 1 re-sent with DUP and the same id, QoS 2 past PUBREC gets only PUBREL', async () => {
+  const d = await cluster.start('crash-d');
+  const { client: first } = await RawClient.connect(d.port, 5, { clientId: 'survivor', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const { client: pub } = await RawClient.connect(c.port, 5, { clientId: 'survivor-pub' });
+  let second: RawClient | undefined;
+  try {
+    await first.subscribe('sv/#', 2);
+    pub.publish('sv/q1', 'unacked-q1', 1, 1);
+    pub.publish('sv/q2', 'pubrec-q2', 2, 2);
+    await pub.take('puback');
+    await pub.take('pubrec');
+    const q1 = await first.take('publish', (p) => p.topic === 'sv/q1', 10_000);
+    const q2 = await first.take('publish', (p) => p.topic === 'sv/q2', 10_000);
+    first.send({ cmd: 'pubrec', messageId: q2.messageId }); // QoS 2 past PUBREC; QoS 1 never acknowledged
+    await first.take('pubrel', (p) => p.messageId === q2.messageId, 10_000); // the pubrec state is stored
+    await cluster.kill9('crash-d');
+
+    const started = Date.now();
+    let connack;
+    for (;;) {
+      const attempt = await RawClient.connect(b.port, 5, { clientId: 'survivor', clean: false, properties: { sessionExpiryInterval: 300 } });
+      if (attempt.connack.reasonCode === 0) {
+        second = attempt.client;
+        connack = attempt.connack;
+        break;
+      }
+      await attempt.client.destroy(); // refused (0x88) until the dead node's lease has expired
+      assert.ok(Date.now() - started < LEASE_MS * 10, 'the session never became available');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(connack.sessionPresent, true);
+    const resent = await second.take('publish', (p) => p.topic === 'sv/q1', 10_000);
+    assert.equal(resent.dup, true);
+    assert.equal(resent.messageId, q1.messageId, 'the same packet id after the crash (derived from the inbox position)');
+    const pubrel = await second.take('pubrel', (p) => p.messageId === q2.messageId, 10_000);
+    assert.equal(pubrel.messageId, q2.messageId);
+    second.send({ cmd: 'pubcomp', messageId: q2.messageId });
+    second.send({ cmd: 'puback', messageId: resent.messageId });
+    await second.ping();
+    assert.deepEqual(second.all('publish').filter((p) => p.topic === 'sv/q2'), [], 'the QoS 2 message is not sent again');
+  } finally {
+    await first.destroy();
+    await pub.destroy();
+    await second?.destroy();
+  }
+});
