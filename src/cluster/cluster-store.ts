@@ -109,6 +109,8 @@ export class ClusterStore implements Store {
   private closed = false;
   private orphanTimer: NodeJS.Timeout | undefined;
   private lookingAfter = false;
+  /** Sessions a CONNECT on this node is claiming: looking after a dead node's sessions skips them. */
+  private readonly claiming = new Set<string>();
   /** What this node has read of the members topic and of each member's node log. */
   private readonly membersRead = new Map<string, number>();
   private readonly nodeLogs = new Map<string, { next: Map<string, number>; held: Map<string, string> }>();
@@ -175,24 +177,60 @@ export class ClusterStore implements Store {
     }
   }
 
+  /**
+   * The read barrier (docs/cluster.md §6). A call made while a barrier is in flight waits for the
+   * next one, which starts after it: a barrier must begin after its caller. Calls sharing a
+   * barrier share its promise, and barriers resolve one after the other, so callers resume in
+   * call order (the core routes publishes in the order they arrived: G5).
+   */
   sync(): Promise<void> {
-    return Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier())).then(
+    if (this.nextBarrier) return this.nextBarrier;
+    if (!this.barrierInFlight) return (this.barrierInFlight = this.runBarrier());
+    const after = (): Promise<void> => {
+      this.nextBarrier = undefined;
+      return (this.barrierInFlight = this.runBarrier());
+    };
+    this.nextBarrier = this.barrierInFlight.then(after, after);
+    return this.nextBarrier;
+  }
+
+  private barrierInFlight: Promise<void> | undefined;
+  private nextBarrier: Promise<void> | undefined;
+
+  private runBarrier(): Promise<void> {
+    const done = Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier())).then(
       () => undefined,
       (e: Error) => {
         throw new StoreError('unavailable', `RocketMQ read barrier failed: ${e.message}`);
       },
     );
+    const clear = (): void => {
+      if (this.barrierInFlight === done) this.barrierInFlight = undefined;
+    };
+    done.then(clear, clear);
+    return done;
   }
 
   async openSession(clientId: string): Promise<LoadedSession | undefined> {
     this.assertServing();
     const previous = this.held.get(clientId);
     if (previous) await this.letGo(previous, false); // a claim by this node again: a new epoch, cleanly
+    this.claiming.add(clientId);
     try {
-      return await this.claim(clientId);
+      // A later claim wins. One that came in between (another node looking after the session of
+      // a dead node, or a client racing on another node) is taken over by claiming again.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.claim(clientId);
+        } catch (e) {
+          if (!(e instanceof ClaimLost) || attempt >= 3) throw e;
+        }
+      }
     } catch (e) {
       if (e instanceof StoreError) throw e;
       throw new StoreError('unavailable', `session ${clientId} could not be opened: ${(e as Error).message}`);
+    } finally {
+      this.claiming.delete(clientId);
     }
   }
 
@@ -240,7 +278,7 @@ export class ClusterStore implements Store {
     let signalled = false;
     // Wait until the previous owner has let go, or is dead (its lease expired).
     while (fold.active !== 0 && !fold.handedOff && !this.membership.isDead(fold.activeNode)) {
-      if (fold.claims > epoch) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+      if (fold.claims > epoch) throw new ClaimLost(clientId);
       if (Date.now() > deadline) throw new StoreError('unavailable', `node ${fold.activeNode} did not hand session ${clientId} over in time`);
       if (!signalled) {
         await this.membership.signal(fold.activeNode, { t: 'takeover', clientId, epoch });
@@ -248,7 +286,7 @@ export class ClusterStore implements Store {
       }
       reader = await this.readMore(logQueue, fold, reader, Math.min(1000, Math.max(1, deadline - Date.now())));
     }
-    if (fold.claims > epoch) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+    if (fold.claims > epoch) throw new ClaimLost(clientId);
 
     // Read what is left, then write the snapshot that makes this node the owner.
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
@@ -260,7 +298,7 @@ export class ClusterStore implements Store {
     const written = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(snapshot), tags: 'snapshot' }, [logName, nodeLog], { queue: log });
     const snapshotOffset = written.lmqOffsets.get(logName)!;
     await this.readLog(logQueue, snapshotOffset, fold, reader);
-    if (!fold.owns(epoch)) throw new StoreError('unavailable', `session ${clientId} was claimed again meanwhile`);
+    if (!fold.owns(epoch)) throw new ClaimLost(clientId);
     void this.mq.updateConsumerOffset(logName, logQueue, snapshotOffset).catch(() => undefined); // the hint; a lost one costs reading
 
     const held: HeldSession = {
@@ -669,7 +707,7 @@ export class ClusterStore implements Store {
           if (record) trackHeld(nodeLog.held, record);
         }
         for (const [clientId, nodeKey] of nodeLog.held) {
-          if (nodeKey === this.membership.nodeKey || !this.membership.isDead(nodeKey) || this.held.has(clientId)) continue;
+          if (nodeKey === this.membership.nodeKey || !this.membership.isDead(nodeKey) || this.held.has(clientId) || this.claiming.has(clientId)) continue;
           if (this.membership.responsibleFor(clientId) !== this.membership.nodeKey) continue;
           await this.adoptOrphan(clientId, nodeKey).then(
             (adopted) => {
@@ -747,6 +785,13 @@ export class ClusterStore implements Store {
     if (now - this.lastReadError < 5000) return;
     this.lastReadError = now;
     this.options.log.warn({ err: e.message, what }, 'RocketMQ read failed; retrying (log rate-limited)');
+  }
+}
+
+/** A later claim came first: this one cannot become the owner. */
+class ClaimLost extends StoreError {
+  constructor(clientId: string) {
+    super('unavailable', `session ${clientId} was claimed again meanwhile`);
   }
 }
 

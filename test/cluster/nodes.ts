@@ -23,7 +23,7 @@ export class TestCluster {
       [
         '--host', '127.0.0.1', '--port', '0', '--admin-port', String(adminPort),
         '--cluster', '--namesrv', namesrvAddr(), '--cluster-name', this.name, '--node-id', id,
-        '--log-level', 'info', ...this.extraArgs,
+        '--log-level', process.env.CLUSTER_LOG_LEVEL ?? 'info', ...this.extraArgs,
       ],
       60_000,
     );
