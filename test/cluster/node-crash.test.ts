@@ -103,3 +103,50 @@ test('cluster G3/G4: a persistent subscriber of a killed node reconnects to anot
     await second?.destroy();
   }
 });
+
+test('cluster G2: a QoS 2 PUBLISH acknowledged with PUBREC on a node killed afterwards is not delivered twice when re-sent to another node', async () => {
+  const e = await cluster.start('crash-e');
+  const { client: sub } = await RawClient.connect(c.port, 5, { clientId: 'g2x-sub', clean: false, properties: { sessionExpiryInterval: 300 } });
+  const { client: first } = await RawClient.connect(e.port, 4, { clientId: 'g2x-pub', clean: false });
+  let second: RawClient | undefined;
+  try {
+    await sub.subscribe('g2x/#', 2);
+    sub.onPacket((p) => {
+      if (p.cmd === 'publish' && p.qos === 2) sub.send({ cmd: 'pubrec', messageId: p.messageId });
+      if (p.cmd === 'publish' && p.qos === 1) sub.send({ cmd: 'puback', messageId: p.messageId });
+      if (p.cmd === 'pubrel') sub.send({ cmd: 'pubcomp', messageId: p.messageId });
+    });
+    first.publish('g2x/t', 'exactly-once', 2, 9);
+    await first.take('pubrec', (p) => p.messageId === 9, 10_000); // stored with its "received" record
+    await cluster.kill9('crash-e'); // before PUBREL: the client must send the PUBLISH again
+
+    const started = Date.now();
+    for (;;) {
+      const attempt = await RawClient.connect(b.port, 4, { clientId: 'g2x-pub', clean: false });
+      if (attempt.connack.returnCode === 0) {
+        second = attempt.client;
+        assert.equal(attempt.connack.sessionPresent, true);
+        break;
+      }
+      await attempt.client.destroy();
+      assert.ok(Date.now() - started < LEASE_MS * 10, 'the session never became available');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    second.publish('g2x/t', 'exactly-once', 2, 9, { dup: true });
+    await second.take('pubrec', (p) => p.messageId === 9, 10_000);
+    second.send({ cmd: 'pubrel', messageId: 9 });
+    await second.take('pubcomp', (p) => p.messageId === 9, 10_000);
+    second.publish('g2x/t', 'marker', 1, 10);
+    await second.take('puback', (p) => p.messageId === 10, 10_000);
+    await sub.take('publish', (p) => p.payload.toString() === 'marker', 10_000);
+    assert.deepEqual(
+      sub.all('publish').map((p) => p.payload.toString()),
+      ['exactly-once', 'marker'],
+      'the re-sent PUBLISH was answered from the stored record, not routed again',
+    );
+  } finally {
+    await first.destroy();
+    await second?.destroy();
+    await sub.destroy();
+  }
+});
