@@ -1,6 +1,8 @@
-// Benchmark orchestrator: `npm run bench [-- --quick] [--brokers a,b] [--cases substr,...] [--iot-cli path]`.
+// Benchmark orchestrator: `npm run bench [-- --quick] [--brokers a,b] [--cases substr,...] [--iot-cli path]`;
+// `npm run bench -- --cluster [--quick]` runs bench/cluster.ts instead.
 // Starts each broker in turn (pinned to one core), runs every case against it with the generator
 // pinned to the other core, and writes bench/results/<timestamp>.jsonl, latest.md and latest.png.
+import { runClusterBench } from './cluster';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -398,7 +400,9 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${fs.readFileSync(r.md, 'utf8')}\n`);
 }
 
-main().catch((e: unknown) => {
+// `--cluster`: cluster mode beside the embedded broker (bench/cluster.ts), instead of the peers.
+const entry = process.argv.includes('--cluster') ? () => runClusterBench(process.argv.includes('--quick')) : main;
+entry().catch((e: unknown) => {
   process.stderr.write(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
   process.exit(1);
 });

@@ -372,6 +372,8 @@ export class Engine {
     private readonly host: string,
     private readonly port: number,
     private readonly hooks: EngineHooks = {},
+    /** Where subscribers connect, when not to `port` (cluster mode: publishers on one node, subscribers on another). */
+    private readonly subPort: number = port,
   ) {
     // Unique, short (<= 23 chars) client ids: aedes and MQTT 3.1.1 brokers may cap the length.
     this.idPrefix = `b${(process.pid % 100000).toString(36)}${(Date.now() % 1e6).toString(36)}`;
@@ -553,7 +555,7 @@ export class Engine {
     const all: Conn[] = [];
     try {
       // Subscribers first, each subscribed before any publisher connects.
-      const subOpen = await openMany(this.host, this.port, s.subscribers, s.connectConcurrency, setupDeadline, `${this.idPrefix}s`, this.errors);
+      const subOpen = await openMany(this.host, this.subPort, s.subscribers, s.connectConcurrency, setupDeadline, `${this.idPrefix}s`, this.errors);
       all.push(...subOpen.conns.filter((c): c is Conn => c !== null));
       if (subOpen.failed > 0) throw new Error(`${subOpen.failed} of ${s.subscribers} subscribers failed to connect`);
       this.subs = subOpen.conns.map((c, i) => {

@@ -183,12 +183,18 @@ export class RocketMQClient {
 
   /** The broker writes INNER_MULTI_QUEUE_OFFSET into the stored message only; read it back from there. */
   private async readLmqOffsets(result: SendResult): Promise<Map<string, number>> {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // The broker long-polls only at the queue's end; further ahead (its dispatch lags by several
+    // messages under load) it answers OFFSET_ILLEGAL at once, so wait a little and ask again.
+    let last = '';
+    const deadline = Date.now() + 10_000;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
       const pulled = await this.pull(result.queue, result.queueOffset, { maxMessages: 1, suspendMs: 2000 });
       const stored = pulled.messages.find((m) => m.queueOffset === result.queueOffset);
       if (stored) return lmqOffsetsOf(stored.properties);
+      last = `${pulled.status}, next ${pulled.nextBeginOffset}, max ${pulled.maxOffset}, got ${pulled.messages.map((m) => m.queueOffset).join(',') || 'none'}`;
+      if (pulled.status === 'OFFSET_ILLEGAL') await sleep(Math.min(5 * 2 ** attempt, 200));
     }
-    throw new RocketMQError(`could not read back LMQ offsets of ${result.queue.topic}:${result.queue.queueId}@${result.queueOffset}`);
+    throw new RocketMQError(`could not read back LMQ offsets of ${result.queue.topic}:${result.queue.queueId}@${result.queueOffset} (last pull: ${last})`);
   }
 
   private async sendWithProperties(msg: OutgoingMessage, options: SendOptions, extra: Record<string, string> | undefined): Promise<SendResult> {
