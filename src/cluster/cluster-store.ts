@@ -198,7 +198,11 @@ export class ClusterStore implements Store {
   private nextBarrier: Promise<void> | undefined;
 
   private runBarrier(): Promise<void> {
-    const done = Promise.all([...this.indexTails, ...this.retainedTails].map((t) => t.barrier())).then(
+    // A broker that cannot answer holds only records of sessions homed on it, which cannot change
+    // while it is down: its part of the barrier is what this node has read so far.
+    const barrier = (t: QueueTail): Promise<void> =>
+      t.barrier().catch((e: Error) => this.readError(`barrier on ${t.queue.brokerName}`, e));
+    const done = Promise.all([...this.indexTails, ...this.retainedTails].map(barrier)).then(
       () => undefined,
       (e: Error) => {
         throw new StoreError('unavailable', `RocketMQ read barrier failed: ${e.message}`);
