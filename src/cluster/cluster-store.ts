@@ -246,7 +246,9 @@ export class ClusterStore implements Store {
     }
     const key = primaryClient(ops);
     const held = key !== undefined ? this.held.get(key) : undefined;
-    if (!held) return this.write(ops);
+    // Delivery progress (acks, PUBREC states, releases) need not wait for the session's other
+    // writes: the change batches keep their order, and coalesce one session's many acks.
+    if (!held || ops.every((op) => op.op === 'dequeue' || op.op === 'setDeliveryState' || op.op === 'deleteInboundQos2')) return this.write(ops);
     const done = held.chain.then(() => this.write(ops));
     held.chain = done.catch(() => undefined);
     return done;
@@ -274,7 +276,7 @@ export class ClusterStore implements Store {
     const sent = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(claimRecord), tags: 'claim' }, [logName], { queue: log });
     const claimOffset = sent.lmqOffsets.get(logName)!;
 
-    const { fold, next } = await this.readLog(logQueue, claimOffset);
+    const { fold, next } = await this.readLog(clientId, logQueue, claimOffset);
     const epoch = fold.epochOf(nonce);
     if (epoch === undefined) throw new StoreError('unavailable', `claim of ${clientId} not found in its log`);
     let reader = next;
@@ -294,14 +296,14 @@ export class ClusterStore implements Store {
 
     // Read what is left, then write the snapshot that makes this node the owner.
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
-    if (end >= reader) reader = (await this.readLog(logQueue, end, fold, reader)).next;
+    if (end >= reader) reader = (await this.readLog(clientId, logQueue, end, fold, reader)).next;
     const state = fold.state;
     const snapshot: LogRecord = { t: 'snapshot', e: epoch, node: this.membership.nodeKey, state, clientId };
     // Also in this node's log: if this node dies, the others find the session there.
     const nodeLog = this.names.nodeLog(this.options.nodeId);
     const written = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(snapshot), tags: 'snapshot' }, [logName, nodeLog], { queue: log });
     const snapshotOffset = written.lmqOffsets.get(logName)!;
-    await this.readLog(logQueue, snapshotOffset, fold, reader);
+    await this.readLog(clientId, logQueue, snapshotOffset, fold, reader);
     if (!fold.owns(epoch)) throw new ClaimLost(clientId);
     void this.mq.updateConsumerOffset(logName, logQueue, snapshotOffset).catch(() => undefined); // the hint; a lost one costs reading
 
@@ -327,7 +329,7 @@ export class ClusterStore implements Store {
   }
 
   /** Reads the session log from its snapshot hint until `until` has been read; folds it. */
-  private async readLog(queue: MessageQueue, until: number, fold?: SessionLogFold, from?: number): Promise<{ fold: SessionLogFold; next: number }> {
+  private async readLog(clientId: string, queue: MessageQueue, until: number, fold?: SessionLogFold, from?: number): Promise<{ fold: SessionLogFold; next: number }> {
     let next = from ?? (await this.mq.queryConsumerOffset(queue.topic, queue).catch(() => undefined)) ?? 0;
     let folded = fold;
     while (next <= until) {
@@ -337,16 +339,16 @@ export class ClusterStore implements Store {
         if (!folded) {
           // The hint points at a snapshot; anything else means the hint was lost: fold from the start.
           const first = decodeRecord(m.body);
-          if (first?.t === 'snapshot' && from === undefined && next > 0) folded = SessionLogFold.fromSnapshot(first);
-          else if (next > 0 && from === undefined) return this.readLog(queue, until, undefined, 0);
-          else folded = new SessionLogFold();
+          if (first?.t === 'snapshot' && from === undefined && next > 0) folded = SessionLogFold.fromSnapshot(clientId, first);
+          else if (next > 0 && from === undefined) return this.readLog(clientId, queue, until, undefined, 0);
+          else folded = new SessionLogFold(clientId);
           if (first?.t === 'snapshot' && folded.active === first.e) continue;
         }
         this.applyLogMessage(folded, m);
       }
       if (result.status === 'OFFSET_ILLEGAL' || result.nextBeginOffset > next) next = result.nextBeginOffset;
     }
-    return { fold: folded ?? new SessionLogFold(), next };
+    return { fold: folded ?? new SessionLogFold(clientId), next };
   }
 
   /** One long poll on the log: folds what arrives within `waitMs`. */
@@ -515,17 +517,54 @@ export class ClusterStore implements Store {
     await Promise.all(writes);
   }
 
-  /** One change record in the session log; applied to this node's view of the session too. */
-  private async commitChanges(held: HeldSession, changes: Change[]): Promise<void> {
-    if (held.released) return;
-    const logName = this.names.sessionLog(held.clientId);
-    const record: LogRecord = { t: 'change', e: held.epoch, c: changes };
-    await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'change' }, [logName], { queue: held.log, resolveLmqOffsets: false });
-    const fold = new SessionLogFold();
+  /**
+   * Session changes go out in batches: every change of every session homed on one broker that
+   * arrives while that broker's previous batch is in flight goes into the next one, a single SEND
+   * dispatched to all their logs. A session's changes keep their order (one batch in flight per
+   * broker). Resolves once the batch holding them is stored; then this node's view has them too.
+   */
+  private commitChanges(held: HeldSession, changes: Change[]): Promise<void> {
+    if (held.released) return Promise.resolve();
+    const broker = held.log.brokerName;
+    let batch = this.nextBatch.get(broker);
+    if (!batch) {
+      batch = { parts: new Map(), done: undefined as unknown as Promise<void> };
+      const pending = batch;
+      pending.done = (this.batchInFlight.get(broker) ?? Promise.resolve()).then(() => this.sendBatch(broker, pending));
+      this.nextBatch.set(broker, pending);
+      this.batchInFlight.set(broker, pending.done.catch(() => undefined));
+    }
+    const part = batch.parts.get(held.clientId) ?? { held, changes: [] };
+    part.changes.push(...changes);
+    batch.parts.set(held.clientId, part);
+    return batch.done;
+  }
+
+  private readonly nextBatch = new Map<string, ChangeBatch>();
+  private readonly batchInFlight = new Map<string, Promise<void>>();
+
+  private async sendBatch(broker: string, batch: ChangeBatch): Promise<void> {
+    if (this.nextBatch.get(broker) === batch) this.nextBatch.delete(broker); // later changes: the next batch
+    const parts = [...batch.parts.values()].filter((p) => !p.held.released);
+    const queue: MessageQueue = { topic: this.names.logs, queueId: 0, brokerName: broker };
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < parts.length; i += DISPATCH_CHUNK) {
+      const chunk = parts.slice(i, i + DISPATCH_CHUNK);
+      const record: LogRecord = { t: 'batch', parts: chunk.map((p) => ({ clientId: p.held.clientId, e: p.held.epoch, c: p.changes })) };
+      const logs = chunk.map((p) => this.names.sessionLog(p.held.clientId));
+      sends.push(this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'batch' }, logs, { queue, resolveLmqOffsets: false }));
+    }
+    await Promise.all(sends);
+    for (const part of parts) await this.changesStored(part.held, part.changes);
+  }
+
+  /** The changes are in the session log: apply them to this node's view of the session. */
+  private async changesStored(held: HeldSession, changes: Change[]): Promise<void> {
+    const fold = new SessionLogFold(held.clientId);
     fold.state = held.state;
     fold.active = held.epoch;
     fold.claims = held.epoch;
-    fold.apply(record);
+    fold.apply({ t: 'change', e: held.epoch, c: changes });
     const restart = changes.some((c) => c.k === 'record' && c.record !== null && c.incarnation !== '' && held.inboxTails.length === 0);
     if (restart && held.state.record) {
       // A new session (incarnation): its inbox starts empty, read from its beginning.
@@ -537,6 +576,7 @@ export class ClusterStore implements Store {
       void this.letGo(held, false);
       return;
     }
+    // Within the batch: no later change of this session can land between the state read here and the snapshot.
     if (++held.changesSinceSnapshot >= this.options.snapshotEvery) await this.writeSnapshot(held);
   }
 
@@ -734,7 +774,7 @@ export class ClusterStore implements Store {
     const log = this.homeQueue(this.names.logs, clientId);
     const logQueue: MessageQueue = { topic: this.names.sessionLog(clientId), queueId: 0, brokerName: log.brokerName };
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
-    const { fold } = await this.readLog(logQueue, end);
+    const { fold } = await this.readLog(clientId, logQueue, end);
     if (fold.activeNode !== deadNode || fold.handedOff) return false; // reconnected elsewhere, or let go
     const loaded = await this.claim(clientId);
     this.options.log.info({ clientId, deadNode }, 'took over the session of a dead node');
@@ -797,6 +837,12 @@ class ClaimLost extends StoreError {
   constructor(clientId: string) {
     super('unavailable', `session ${clientId} was claimed again meanwhile`);
   }
+}
+
+/** Session changes waiting for their SEND, by client id. */
+interface ChangeBatch {
+  parts: Map<string, { held: HeldSession; changes: Change[] }>;
+  done: Promise<void>;
 }
 
 function indexKey(clientId: string, filter: string): string {

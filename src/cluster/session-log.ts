@@ -36,6 +36,8 @@ export type LogRecord =
   | { t: 'claim'; node: string; nonce: string }
   | { t: 'snapshot'; e: number; node: string; state: SessionState; clientId?: string }
   | { t: 'change'; e: number; c: Change[] }
+  /** Changes of several sessions in one SEND, dispatched to all their logs: each takes its part. */
+  | { t: 'batch'; parts: { clientId: string; e: number; c: Change[] }[] }
   | { t: 'handoff'; e: number; node?: string; clientId?: string };
 
 export function emptyState(): SessionState {
@@ -51,6 +53,9 @@ export function emptyState(): SessionState {
  *   handed off yet. Everything else is the write of a fenced owner, and ignored.
  */
 export class SessionLogFold {
+  /** The session whose log this is: it takes its own part of a batch record. */
+  constructor(readonly clientId: string) {}
+
   /** Epoch of the latest claim seen. */
   claims = 0;
   /** Epoch whose owner may write (its snapshot is the latest valid one); 0: never owned. */
@@ -61,8 +66,8 @@ export class SessionLogFold {
   private readonly nonces = new Map<string, { epoch: number; node: string }>();
 
   /** Starts from a snapshot found by the hint (its validity was checked when it was written). */
-  static fromSnapshot(record: Extract<LogRecord, { t: 'snapshot' }>): SessionLogFold {
-    const fold = new SessionLogFold();
+  static fromSnapshot(clientId: string, record: Extract<LogRecord, { t: 'snapshot' }>): SessionLogFold {
+    const fold = new SessionLogFold(clientId);
     fold.claims = record.e;
     fold.apply(record);
     return fold;
@@ -96,6 +101,11 @@ export class SessionLogFold {
       case 'change':
         if (!this.owns(record.e)) return;
         for (const change of record.c) applyChange(this.state, change);
+        return;
+      case 'batch':
+        for (const part of record.parts) {
+          if (part.clientId === this.clientId) this.apply({ t: 'change', e: part.e, c: part.c });
+        }
         return;
     }
   }
