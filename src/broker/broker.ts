@@ -116,13 +116,15 @@ export class Broker implements StoreListener {
     const entries: OutboundEntry[] = [];
     for (const delivery of deliveries) {
       const target = deliveryTarget(clientId, session.subscriptions.values(), delivery.message);
-      if (!target || !this.enqueue(session, delivery.message, target, undefined, ops, entries, delivery)) {
+      if (!target || !this.enqueue(session, delivery.message, target, target.sharedFilter, ops, entries, delivery)) {
         ops.push({ op: 'dequeue', clientId, seq: delivery.seq }); // nothing to send: done with it
       }
     }
     for (const entry of entries) entry.ready = true;
     this.pumpAll(entries);
     this.persistInBackground(ops);
+    // A shared-subscription member that is not connected passes what it got to another member.
+    if (!session.online && entries.some((e) => e.shareGroup !== undefined)) this.redistributeShared(session);
   }
 
   /** StoreListener: a route of any session, as stored. */
@@ -593,6 +595,7 @@ export class Broker implements StoreListener {
 
   /** Shared-subscription deliveries the client never confirmed go to another member. */
   private redistributeShared(session: Session): void {
+    if (this.clustered) return this.moveSharedToOtherMember(session);
     const ops: StoreOp[] = [];
     const entries: OutboundEntry[] = [];
     for (const entry of session.outbound.unfinished()) {
@@ -621,6 +624,29 @@ export class Broker implements StoreListener {
     }
     if (entries.length > 0 || ops.length > 0) {
       this.commitDeliveries(ops, entries).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Cluster mode: the members of a group may be held by any node, so a delivery moves by being
+   * stored again for one other member (a `publish` op to it alone); the original is done once
+   * that is stored. A message moves once at most: two members that both left cannot pass it back
+   * and forth.
+   */
+  private moveSharedToOtherMember(session: Session): void {
+    for (const entry of session.outbound.unfinished()) {
+      if (!entry.shareGroup || entry.state !== 'queued' || entry.qos === 0 || entry.message.movedFromMember) continue;
+      if (entry.qos === 2 && entry.sent) continue; // MQTT-4.8.2-4/5: completes with this member
+      const shared = parseSharedFilter(entry.shareGroup);
+      if (!shared || typeof shared === 'string') continue;
+      const picked = this.router.sharedGroup(shared.filter, shared.group)?.pick(() => true, session.clientId);
+      if (!picked) continue;
+      session.outbound.finish(entry);
+      const message: Message = { ...entry.message, movedFromMember: true };
+      this.persist([{ op: 'publish', message, clientIds: [picked[0]] }]).then(
+        () => this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]),
+        (e: Error) => this.log.warn({ clientId: session.clientId, err: e.message }, 'shared delivery not moved to another member; it is delivered again when the session is next opened'),
+      );
     }
   }
 

@@ -400,6 +400,7 @@ export class ClusterStore implements Store {
             subscriptionIds: target.subscriptionIds,
             retainAsPublished: target.retainAsPublished,
             state: pubrec.has(m.queueOffset) ? 'pubrec' : 'queued',
+            ...(target.sharedFilter !== undefined ? { shareGroup: target.sharedFilter } : {}),
           });
         }
         if (result.nextBeginOffset <= next && result.status !== 'FOUND') break;

@@ -16,6 +16,8 @@ export const Prop = {
   properties: 'mqtt_props',
   /** The payload was empty: RocketMQ cannot index an empty body into LMQs, so the body is one 0 byte. */
   empty: 'mqtt_empty',
+  /** Re-sent to another member of a shared subscription by the node of a member that left. */
+  moved: 'iotb_moved',
 } as const;
 
 const SEPARATORS = /[\u0001\u0002]/;
@@ -41,6 +43,7 @@ export function encodeMessage(message: Message): EncodedMessage {
   properties[Prop.client] = JSON.stringify(message.publisherId);
   if (message.expiresAt !== undefined) properties[Prop.expiresAt] = String(message.expiresAt);
   if (message.properties) properties[Prop.properties] = JSON.stringify(encodeMqttProperties(message.properties));
+  if (message.movedFromMember) properties[Prop.moved] = '1';
   let body = message.payload;
   if (body.length === 0) {
     body = Buffer.alloc(1);
@@ -76,6 +79,7 @@ export function decodeMessage(stored: StoredRocketMessage): Message | undefined 
     createdAt: Number(p[Prop.createdAt] ?? stored.bornTimestamp),
   };
   if (p[Prop.expiresAt] !== undefined) message.expiresAt = Number(p[Prop.expiresAt]);
+  if (p[Prop.moved] === '1') message.movedFromMember = true;
   if (p[Prop.properties] !== undefined) {
     const properties = decodeMqttProperties(p[Prop.properties]);
     if (properties === null) return undefined;

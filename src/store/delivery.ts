@@ -8,6 +8,8 @@ export interface DeliveryTarget {
   qos: QoS;
   subscriptionIds: number[];
   retainAsPublished: boolean;
+  /** Set when only a shared subscription matched: its `$share/{group}/{filter}`. */
+  sharedFilter?: string;
 }
 
 /**
@@ -30,10 +32,16 @@ export function mergeMatch(target: DeliveryTarget | undefined, clientId: string,
  */
 export function deliveryTarget(clientId: string, subscriptions: Iterable<StoredSubscription>, message: Message): DeliveryTarget | undefined {
   let target: DeliveryTarget | undefined;
+  let sharedFilter: string | undefined;
+  let plain = false;
   for (const sub of subscriptions) {
     const shared = parseSharedFilter(sub.filter);
     const filter = shared && typeof shared !== 'string' ? shared.filter : sub.filter;
-    if (topicMatches(filter, message.topic)) target = mergeMatch(target, clientId, sub, message);
+    if (!topicMatches(filter, message.topic)) continue;
+    target = mergeMatch(target, clientId, sub, message);
+    if (shared) sharedFilter ??= sub.filter;
+    else plain = true;
   }
+  if (target && sharedFilter !== undefined && !plain) target.sharedFilter = sharedFilter;
   return target;
 }

@@ -21,6 +21,8 @@ export interface Message {
   /** Client id of the publisher, for No Local. Empty for broker-made messages. */
   publisherId: string;
   createdAt: number;
+  /** Cluster mode: moved once already from a shared-subscription member that left; not moved again. */
+  movedFromMember?: boolean;
 }
 
 export interface StoredSubscription {
