@@ -153,3 +153,33 @@ test('cluster G2: a QoS 2 PUBLISH acknowledged with PUBREC on a node killed afte
     await sub.destroy();
   }
 });
+
+test('cluster G8: a will delay is honoured across the death of the node that held the session (not published when another node takes it over)', async () => {
+  const f = await cluster.start('crash-f');
+  const { client: watcher } = await RawClient.connect(b.port, 5, { clientId: 'delay-watcher' });
+  try {
+    await watcher.subscribe('delayed-wills/#', 1);
+    const { client } = await RawClient.connect(f.port, 5, {
+      clientId: 'delayed',
+      clean: true,
+      properties: { sessionExpiryInterval: 60 },
+      will: { topic: 'delayed-wills/x', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 6 } },
+    });
+    const cutAt = Date.now();
+    await client.destroy(); // ungraceful: the will is due 6 s from now; the node is dead to the others after about 3 s
+    await new Promise((r) => setTimeout(r, 500)); // the holder stores the disconnect time
+    await cluster.kill9('crash-f'); // and dies before the delay is over
+    const will = await watcher.take('publish', (p) => p.topic === 'delayed-wills/x', 30_000);
+    const after = Date.now() - cutAt;
+    assert.equal(will.payload.toString(), 'late');
+    assert.ok(after >= 5500, `the will came ${after} ms after the disconnect, before its 6 s delay`);
+    watcher.send({ cmd: 'puback', messageId: will.messageId });
+    const { client: marker } = await RawClient.connect(c.port, 4, { clientId: 'delay-marker' });
+    marker.publish('delayed-wills/marker', 'm', 1, 1);
+    await watcher.take('publish', (p) => p.topic === 'delayed-wills/marker', 10_000);
+    await marker.destroy();
+    assert.equal(watcher.all('publish').filter((p) => p.topic === 'delayed-wills/x').length, 1, 'once');
+  } finally {
+    await watcher.destroy();
+  }
+});
