@@ -20,6 +20,8 @@ export interface CaseSpec {
   measureMs: number;
   /** Upper bound on the wait for outstanding messages after publishing stopped. */
   drainMs: number;
+  /** The drain also ends after this long without a delivery or ack (default 3000 ms). */
+  drainIdleMs?: number;
   /** Count bound: a publisher never sends more than this many messages. */
   maxMessagesPerPublisher: number;
   /** A message that has not reached all its subscribers after this long stops holding a window slot. */

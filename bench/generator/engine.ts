@@ -623,7 +623,7 @@ export class Engine {
     const drained = (): boolean =>
       this.pubs.every((p) => p.unacked === 0 && (s.qos > 0 || p.outstanding === 0)) && (s.qos === 0 || this.uniqueReceived >= expected);
     // Bounded twice: at most drainMs, and at most drainIdleMs without any new delivery or ack.
-    const idleMs = Math.min(s.drainMs, DRAIN_IDLE_MS);
+    const idleMs = Math.min(s.drainMs, s.drainIdleMs ?? DRAIN_IDLE_MS);
     let lastProgress = this.progress;
     let lastMove = d0;
     while (!drained() && performance.now() - d0 < s.drainMs) {
