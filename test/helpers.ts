@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -140,6 +141,18 @@ export function spawnBroker(args: string[], timeoutMs = 15000): Promise<BrokerPr
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`broker exited with ${code} before listening:\n${output.join('')}`));
+    });
+  });
+}
+
+/** A port nobody listens on right now (options such as the admin port need a real one; 0 turns them off). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
     });
   });
 }

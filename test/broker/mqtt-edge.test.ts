@@ -1,8 +1,7 @@
-import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
-import { collect, connect, endClient, sleep } from '../helpers';
+import { collect, connect, endClient, freePort, sleep } from '../helpers';
 import { RawClient, until, withBroker } from '../mqtt-helpers';
 import type { BrokerHooks } from '../../src/broker/options';
 
@@ -226,17 +225,6 @@ test('WebSocket listener: MQTT 5 and MQTT 3.1 (subprotocol mqttv3.1) over WebSoc
     { wsPort },
   );
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 test('acknowledgements for unknown packet ids: MQTT 5 PUBREC gets PUBREL 0x92, PUBREL gets PUBCOMP 0x92; PUBACK is ignored', async () => {
   await withBroker(async (b, track) => {

@@ -1,6 +1,5 @@
 // Cluster nodes as real processes (the CLI with --cluster) on the RocketMQ that `npm test` starts.
-import net from 'node:net';
-import { spawnBroker, type BrokerProcess } from '../helpers';
+import { freePort, spawnBroker, type BrokerProcess } from '../helpers';
 import { namesrvAddr, uniqueName } from '../rocketmq/helpers';
 
 export interface ClusterNode {
@@ -53,16 +52,4 @@ export class TestCluster {
   logs(): string {
     return [...this.nodes.values()].map((n) => `--- ${n.id}\n${n.proc.output.join('').slice(-4000)}`).join('\n');
   }
-}
-
-/** A port nobody listens on right now (the admin port must be given; 0 turns the admin server off). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }

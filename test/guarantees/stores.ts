@@ -1,21 +1,15 @@
 import type { LoadedSession, LoadedState, Store, StoreListener, StoreOp } from '../../src/store/types';
 import { StoreError } from '../../src/store/types';
 
-/**
- * Fault injection around a real store (MemoryStore or LmdbStore): the only stand-in for the
- * store in these tests. `failNext` commits that match `failWhen` reject with
- * StoreError('unavailable'), as a store that is down would; everything else goes to the real store.
- */
-export class FaultyStore implements Store {
-  readonly kind = 'faulty';
+/** A store that passes everything but commits to a real one; the test stores below change commits only. */
+abstract class WrappedStore implements Store {
+  abstract readonly kind: string;
+
+  constructor(readonly inner: Store) {}
+
   get deliversThroughStore(): boolean {
     return this.inner.deliversThroughStore;
   }
-  failNext = 0;
-  failWhen: (ops: StoreOp[]) => boolean = (ops) => ops.length > 0;
-  injected = 0;
-
-  constructor(readonly inner: Store) {}
 
   load(listener: StoreListener): Promise<LoadedState> {
     return this.inner.load(listener);
@@ -29,6 +23,24 @@ export class FaultyStore implements Store {
     return this.inner.sync();
   }
 
+  abstract commit(ops: StoreOp[]): Promise<void>;
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * Fault injection around a real store (MemoryStore or LmdbStore): the only stand-in for the
+ * store in these tests. `failNext` commits that match `failWhen` reject with
+ * StoreError('unavailable'), as a store that is down would; everything else goes to the real store.
+ */
+export class FaultyStore extends WrappedStore {
+  readonly kind = 'faulty';
+  failNext = 0;
+  failWhen: (ops: StoreOp[]) => boolean = (ops) => ops.length > 0;
+  injected = 0;
+
   commit(ops: StoreOp[]): Promise<void> {
     if (this.failNext > 0 && this.failWhen(ops)) {
       this.failNext--;
@@ -36,10 +48,6 @@ export class FaultyStore implements Store {
       return Promise.reject(new StoreError('unavailable', 'injected store failure'));
     }
     return this.inner.commit(ops);
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
@@ -52,29 +60,12 @@ export class FaultyStore implements Store {
  * models a store whose commits for different sessions complete independently, as the
  * cluster store's do (one RocketMQ SEND each), which the embedded stores never show.
  */
-export class GatedStore implements Store {
+export class GatedStore extends WrappedStore {
   readonly kind = 'gated';
-  get deliversThroughStore(): boolean {
-    return this.inner.deliversThroughStore;
-  }
   private closedGate = false;
   private holdMatch: ((ops: StoreOp[]) => boolean) | undefined;
   private held: { ops: StoreOp[]; resolve: () => void; reject: (e: unknown) => void }[] = [];
   readonly committed: StoreOp[][] = [];
-
-  constructor(readonly inner: Store) {}
-
-  load(listener: StoreListener): Promise<LoadedState> {
-    return this.inner.load(listener);
-  }
-
-  openSession(clientId: string): Promise<LoadedSession | undefined> {
-    return this.inner.openSession(clientId);
-  }
-
-  sync(): Promise<void> | undefined {
-    return this.inner.sync();
-  }
 
   /** Commits issued while held and not applied yet. */
   get pending(): StoreOp[][] {
@@ -103,9 +94,9 @@ export class GatedStore implements Store {
     return new Promise((resolve, reject) => this.held.push({ ops, resolve, reject }));
   }
 
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.release();
-    return this.inner.close();
+    return super.close();
   }
 
   private forward(ops: StoreOp[]): Promise<void> {
