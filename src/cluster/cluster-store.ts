@@ -1,7 +1,7 @@
 // The RocketMQ implementation of Store: cluster mode (docs/cluster.md). Nothing here is kept only
 // in this process: every session, subscription, retained message and delivery state is in RocketMQ.
 import { randomUUID } from 'node:crypto';
-import { type Message as RocketMessage, type MessageQueue, RocketMQClient } from '../rocketmq';
+import { type Message as RocketMessage, type MessageQueue, RocketMQClient, createUniqKey } from '../rocketmq';
 import { deliveryTarget } from '../store/delivery';
 import type {
   LoadedSession,
@@ -53,6 +53,8 @@ const QOS2_PACKET_ID = 'iotb_qos2_id';
 const DISPATCH_CHUNK = 400;
 const LONG_POLL_MS = 5000;
 const READ_BATCH = 32;
+/** Entries per inbox instance whose UNIQ_KEY a reader remembers, to drop a retried SEND's second copy. */
+const DEDUPE_WINDOW = 1024;
 
 interface Position {
   broker: string;
@@ -69,6 +71,8 @@ interface HeldSession {
   indexed: Map<string, StoredSubscription>;
   inboxTails: QueueTail[];
   positions: Map<number, Position>;
+  /** UNIQ_KEYs of the entries read last, per inbox instance (broker). */
+  recentKeys: Map<string, { keys: Set<string>; order: string[] }>;
   nextSeq: number;
   /** Writes of this session, in order: each waits for the one before. */
   chain: Promise<void>;
@@ -100,6 +104,7 @@ export class ClusterStore implements Store {
   readonly membership: Membership;
   private listener: StoreListener | undefined;
   private readonly held = new Map<string, HeldSession>();
+  private readonly uniqKeys = new WeakMap<Message, string>();
   private readonly inboxOf = new Map<string, string>();
   private readonly indexByKey = new Map<string, IndexEntry>();
   private indexTails: QueueTail[] = [];
@@ -315,6 +320,7 @@ export class ClusterStore implements Store {
       indexed: new Map((fold.state.record?.subscriptions ?? []).map((s) => [s.filter, s])),
       inboxTails: [],
       positions: new Map(),
+      recentKeys: new Map(),
       nextSeq: 1,
       chain: Promise.resolve(),
       changesSinceSnapshot: 0,
@@ -385,6 +391,10 @@ export class ClusterStore implements Store {
         const result = await this.mq.pull(queue, next, { maxMessages: READ_BATCH });
         for (const m of result.messages) {
           if (m.queueOffset < next || done.has(m.queueOffset)) continue;
+          if (this.seenBefore(held, broker, m)) {
+            dropped.push({ k: 'done', broker, offset: m.queueOffset });
+            continue;
+          }
           const message = decodeMessage(m);
           const target = message && deliveryTarget(held.clientId, record.subscriptions, message);
           if (!message || !target) {
@@ -429,6 +439,10 @@ export class ClusterStore implements Store {
     for (const m of messages) {
       const message = decodeMessage(m);
       const seq = this.remember(held, broker, m.queueOffset);
+      if (this.seenBefore(held, broker, m)) {
+        void this.commit([{ op: 'dequeue', clientId: held.clientId, seq }]).catch(() => undefined);
+        continue;
+      }
       if (!message) {
         this.options.log.warn({ clientId: held.clientId, msgId: m.uniqKey }, 'unreadable message in an inbox skipped');
         void this.commit([{ op: 'dequeue', clientId: held.clientId, seq }]).catch(() => undefined);
@@ -437,6 +451,22 @@ export class ClusterStore implements Store {
       deliveries.push({ seq, packetId: packetIdAt(broker, m.queueOffset), message });
     }
     if (deliveries.length > 0) this.listener?.deliver(held.clientId, deliveries);
+  }
+
+  /**
+   * A second copy of a SEND that was retried after a timeout has the first one's UNIQ_KEY: the
+   * reader drops it. It remembers the keys of the last DEDUPE_WINDOW entries it read per inbox
+   * instance. (Not yet: a reader that starts at an offset does not read the window before it.)
+   */
+  private seenBefore(held: HeldSession, broker: string, m: RocketMessage): boolean {
+    if (m.uniqKey === undefined) return false;
+    let window = held.recentKeys.get(broker);
+    if (!window) held.recentKeys.set(broker, (window = { keys: new Set(), order: [] }));
+    if (window.keys.has(m.uniqKey)) return true;
+    window.keys.add(m.uniqKey);
+    window.order.push(m.uniqKey);
+    if (window.order.length > DEDUPE_WINDOW) window.keys.delete(window.order.shift()!);
+    return false;
   }
 
   private remember(held: HeldSession, broker: string, offset: number): number {
@@ -608,7 +638,11 @@ export class ClusterStore implements Store {
       properties[QOS2_PACKET_ID] = String(qos2.packetId);
       extra.push(this.names.sessionLog(qos2.clientId));
     }
-    const outgoing = { topic: this.names.messages, body: encoded.body, tags: encoded.tags, keys: encoded.keys, properties };
+    // The same UNIQ_KEY on every attempt: a SEND that timed out may have been stored, and the
+    // retry's copy is then recognised and dropped by the readers.
+    let uniqKey = this.uniqKeys.get(message);
+    if (uniqKey === undefined) this.uniqKeys.set(message, (uniqKey = createUniqKey()));
+    const outgoing = { topic: this.names.messages, body: encoded.body, tags: encoded.tags, keys: encoded.keys, properties, uniqKey };
     const chunks: string[][] = [];
     const all = [...extra, ...inboxes];
     for (let i = 0; i < all.length; i += DISPATCH_CHUNK) chunks.push(all.slice(i, i + DISPATCH_CHUNK));

@@ -2,6 +2,7 @@
 export { RocketMQClient } from './client';
 export type { RocketMQClientOptions, SendOptions, LmqSendOptions, LmqSendResult, BatchSendResult } from './client';
 export type { SendResult } from './producer';
+export { createUniqKey } from './producer';
 export type { PullOptions, PullResult, PullStatus } from './consumer';
 export type { CreateTopicOptions } from './admin';
 export type { Message, OutgoingMessage } from './message';

@@ -43,6 +43,12 @@ export interface OutgoingMessage {
    * Without one, queues are used round-robin.
    */
   shardingKey?: string;
+  /**
+   * The UNIQ_KEY to send with (32 hex characters); default: a new one. Give the same key when
+   * sending a message again after a send whose outcome is unknown (a timeout), so that readers
+   * can recognise the second copy.
+   */
+  uniqKey?: string;
   /** RocketMQ message flag (opaque int the broker stores). */
   flag?: number;
 }

@@ -72,6 +72,12 @@ export function createUniqKey(): string {
   return UNIQ_PREFIX + tail.toString('hex').toUpperCase();
 }
 
+function uniqKeyOf(msg: OutgoingMessage): string {
+  if (msg.uniqKey === undefined) return createUniqKey();
+  if (!/^[0-9A-Fa-f]{32}$/.test(msg.uniqKey)) throw new InvalidArgumentError(`uniqKey must be 32 hex characters, got ${JSON.stringify(msg.uniqKey)}`);
+  return msg.uniqKey.toUpperCase();
+}
+
 export interface EncodeOptions {
   producerGroup: string;
   /** Compress bodies larger than this with zlib (the Java client's default is 4096); undefined = never. */
@@ -135,7 +141,7 @@ export function encodeSend(msg: OutgoingMessage, queue: MessageQueue, options: E
     const batch = encodeBatchSend([msg], queue, options);
     return { spec: batch.spec, uniqKey: batch.uniqKeys[0] as string };
   }
-  const uniqKey = createUniqKey();
+  const uniqKey = uniqKeyOf(msg);
   const properties = buildProperties(msg, uniqKey, options.extraProperties);
   const { body, sysFlag } = maybeCompress(bodyBuffer(msg.body), options);
   return {
@@ -159,7 +165,7 @@ export function encodeBatchSend(messages: OutgoingMessage[], queue: MessageQueue
   const uniqKeys: string[] = [];
   for (const msg of messages) {
     if (msg.topic !== topic) throw new InvalidArgumentError('all messages of a batch must have the same topic');
-    const uniqKey = createUniqKey();
+    const uniqKey = uniqKeyOf(msg);
     uniqKeys.push(uniqKey);
     const props = Buffer.from(buildProperties(msg, uniqKey, options.extraProperties), 'utf8');
     const body = bodyBuffer(msg.body);
