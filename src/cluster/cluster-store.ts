@@ -299,6 +299,7 @@ export class ClusterStore implements Store {
     }
     if (fold.claims > epoch) throw new ClaimLost(clientId);
 
+    const previousOwner = fold.activeNode;
     // Read what is left, then write the snapshot that makes this node the owner.
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
     if (end >= reader) reader = (await this.readLog(clientId, logQueue, end, fold, reader)).next;
@@ -327,7 +328,7 @@ export class ClusterStore implements Store {
       released: false,
     };
     this.held.set(clientId, held);
-    this.options.log.debug({ clientId, epoch, previous: fold.activeNode }, 'session claimed');
+    this.options.log.debug({ clientId, epoch, previous: previousOwner || undefined }, 'session claimed');
     const record = fold.state.record;
     if (!record) return undefined;
     const queue = await this.openInbox(held, record);
