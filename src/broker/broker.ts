@@ -153,7 +153,7 @@ export class Broker implements StoreListener {
       // ones were a prefix of the queue: treat that prefix as sent (DUP=1 on re-send).
       const sent = entry.state === 'pubrec' || possiblySent++ < this.options.maxInflight;
       const packetId = entry.packetId ?? packetIdOf(entry.seq);
-      session.outbound.push({ ...entry, packetId, session, ready: true, sent, done: false, bytes: entry.message.payload.length });
+      session.outbound.push({ ...entry, packetId, session, ready: true, sent, done: false, bytes: entry.message.payload.length, fromStore: true });
       session.nextSeq = Math.max(session.nextSeq, entry.seq + 1);
     }
     for (const packetId of inboundQos2) session.inboundQos2.set(packetId, STORED);
@@ -186,7 +186,11 @@ export class Broker implements StoreListener {
   async fetchSession(clientId: string): Promise<void> {
     if (this.sessions.has(clientId)) return;
     const loaded = await this.store.openSession(clientId);
-    // Another CONNECT for the same id may have brought it meanwhile: the first one counts.
+    if (this.clustered && this.sessions.has(clientId)) {
+      // Held meanwhile under an earlier claim (another CONNECT, or the session of a dead node
+      // adopted here): the claim that just returned fenced that one; its state is the stored one.
+      this.release(clientId);
+    }
     if (loaded && !this.sessions.has(clientId)) this.hold(loaded);
   }
 
@@ -576,6 +580,7 @@ export class Broker implements StoreListener {
       sent: false,
       done: false,
       bytes,
+      fromStore: stored !== undefined,
     };
     queue.push(entry);
     if (!stored && session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });
@@ -654,10 +659,12 @@ export class Broker implements StoreListener {
 
   /**
    * Whether the store must hear that a delivery is done: embedded, the stored entries of
-   * persistent sessions; cluster mode, every delivery, since each holds a position in the store.
+   * persistent sessions; cluster mode, every delivery read from the store (each holds a position
+   * there), and never one the core made itself (retained messages), whose sequence the store
+   * does not know.
    */
   private tracksDelivery(session: Session, entry: OutboundEntry): boolean {
-    return this.clustered || (session.persistent && entry.qos > 0);
+    return this.clustered ? entry.fromStore : session.persistent && entry.qos > 0;
   }
 
   /** A delivery is complete (PUBACK, PUBCOMP, refusal, expiry, too large): forget it. */
@@ -672,7 +679,7 @@ export class Broker implements StoreListener {
   markSent(session: Session, entry: OutboundEntry): void {
     session.outbound.markSent(entry);
     this.stats.messagesSent++;
-    if (entry.qos === 0 && this.clustered) this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]);
+    if (entry.qos === 0 && this.clustered && entry.fromStore) this.persistInBackground([{ op: 'dequeue', clientId: session.clientId, seq: entry.seq }]);
   }
 
   /** PUBREC received: from now on only PUBREL is re-sent for this delivery. Resolves once that is durable. */

@@ -12,6 +12,8 @@ export interface OutboundEntry extends QueueEntryRecord {
   sent: boolean;
   done: boolean;
   bytes: number;
+  /** Cluster mode: the delivery has a position in the store (its inbox), which must hear when it is done. */
+  fromStore: boolean;
 }
 
 /** Packet ids are derived from the delivery sequence, so they are the same after a crash (G4). */

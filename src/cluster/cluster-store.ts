@@ -73,7 +73,6 @@ interface HeldSession {
   positions: Map<number, Position>;
   /** UNIQ_KEYs of the entries read last, per inbox instance (broker). */
   recentKeys: Map<string, { keys: Set<string>; order: string[] }>;
-  nextSeq: number;
   /** Writes of this session, in order: each waits for the one before. */
   chain: Promise<void>;
   changesSinceSnapshot: number;
@@ -105,6 +104,7 @@ export class ClusterStore implements Store {
   private listener: StoreListener | undefined;
   private readonly held = new Map<string, HeldSession>();
   private readonly uniqKeys = new WeakMap<Message, string>();
+  private nextSeq = 1;
   private readonly inboxOf = new Map<string, string>();
   private readonly indexByKey = new Map<string, IndexEntry>();
   private indexTails: QueueTail[] = [];
@@ -272,7 +272,12 @@ export class ClusterStore implements Store {
 
   // ---- claiming a session (docs/cluster.md §4) ---------------------------------------------
 
-  private async claim(clientId: string): Promise<LoadedSession | undefined> {
+  /**
+   * `fromDead`: claim only to look after the session of that dead node. If anyone else owns it
+   * by the time the claim is in the log (a client reconnected somewhere), this claim gives up
+   * instead of taking the session from a live owner.
+   */
+  private async claim(clientId: string, fromDead?: string): Promise<LoadedSession | undefined> {
     const log = this.homeQueue(this.names.logs, clientId);
     const logName = this.names.sessionLog(clientId);
     const logQueue: MessageQueue = { topic: logName, queueId: 0, brokerName: log.brokerName };
@@ -288,8 +293,9 @@ export class ClusterStore implements Store {
     const deadline = Date.now() + this.options.claimTimeoutMs;
     let signalled = false;
     // Wait until the previous owner has let go, or is dead (its lease expired).
+    if (fromDead !== undefined && (fold.activeNode !== fromDead || fold.handedOff)) throw new ClaimLost(clientId);
     while (fold.active !== 0 && !fold.handedOff && !this.membership.isDead(fold.activeNode)) {
-      if (fold.claims > epoch) throw new ClaimLost(clientId);
+      if (fold.claims > epoch || fromDead !== undefined) throw new ClaimLost(clientId);
       if (Date.now() > deadline) throw new StoreError('unavailable', `node ${fold.activeNode} did not hand session ${clientId} over in time`);
       if (!signalled) {
         await this.membership.signal(fold.activeNode, { t: 'takeover', clientId, epoch });
@@ -322,7 +328,6 @@ export class ClusterStore implements Store {
       inboxTails: [],
       positions: new Map(),
       recentKeys: new Map(),
-      nextSeq: 1,
       chain: Promise.resolve(),
       changesSinceSnapshot: 0,
       released: false,
@@ -471,7 +476,9 @@ export class ClusterStore implements Store {
   }
 
   private remember(held: HeldSession, broker: string, offset: number): number {
-    const seq = held.nextSeq++;
+    // One sequence for the whole node: a sequence the core still holds from an earlier claim of
+    // the session never names a position of a later one.
+    const seq = this.nextSeq++;
     held.positions.set(seq, { broker, offset });
     return seq;
   }
@@ -812,7 +819,14 @@ export class ClusterStore implements Store {
     const end = (await this.mq.getMaxOffset(logQueue)) - 1;
     const { fold } = await this.readLog(clientId, logQueue, end);
     if (fold.activeNode !== deadNode || fold.handedOff) return false; // reconnected elsewhere, or let go
-    const loaded = await this.claim(clientId);
+    if (this.claiming.has(clientId) || this.held.has(clientId)) return false; // a CONNECT here got there first
+    let loaded: LoadedSession | undefined;
+    try {
+      loaded = await this.claim(clientId, deadNode);
+    } catch (e) {
+      if (e instanceof ClaimLost) return false; // someone else owns it now
+      throw e;
+    }
     this.options.log.info({ clientId, deadNode }, 'took over the session of a dead node');
     if (loaded) this.listener?.adopt(loaded);
     else await this.letGo(this.held.get(clientId)!, false);

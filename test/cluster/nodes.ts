@@ -48,8 +48,8 @@ export class TestCluster {
     await Promise.all([...this.nodes.keys()].map((id) => this.kill9(id)));
   }
 
-  /** Everything the nodes logged, for failure messages. */
+  /** What the nodes logged, for failure messages: the last 4 000 characters each (DUMP_CLUSTER_LOGS=1: all). */
   logs(): string {
-    return [...this.nodes.values()].map((n) => `--- ${n.id}\n${n.proc.output.join('').slice(-4000)}`).join('\n');
+    return [...this.nodes.values()].map((n) => `--- ${n.id}\n${n.proc.output.join('').slice(process.env.DUMP_CLUSTER_LOGS ? -200000 : -4000)}`).join('\n');
   }
 }
