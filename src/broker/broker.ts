@@ -31,8 +31,6 @@ export interface PublishOrigin {
   qos2PacketId?: number;
 }
 
-type Target = DeliveryTarget;
-
 /**
  * The broker core: sessions, routing, retained messages, wills and the path of a
  * message into the store and out to every matching session. It knows the Store
@@ -498,7 +496,7 @@ export class Broker implements StoreListener {
   }
 
   private match(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {
-    const targets = new Map<string, Target>();
+    const targets = new Map<string, DeliveryTarget>();
     const groups: SharedGroup[] = [];
     this.router.match(message.topic, {
       subscriber: (clientId, sub) => {
@@ -537,7 +535,7 @@ export class Broker implements StoreListener {
     const session = this.sessions.get(picked[0]);
     if (!session) return false;
     const sub = picked[1];
-    const target: Target = { qos: Math.min(sub.qos, message.qos) as QoS, subscriptionIds: subIds(sub), retainAsPublished: false };
+    const target: DeliveryTarget = { qos: Math.min(sub.qos, message.qos) as QoS, subscriptionIds: subIds(sub), retainAsPublished: false };
     return this.enqueue(session, message, target, sub.filter, ops, entries);
   }
 
@@ -545,7 +543,7 @@ export class Broker implements StoreListener {
   private enqueue(
     session: Session,
     message: Message,
-    target: Target,
+    target: DeliveryTarget,
     shareGroup: string | undefined,
     ops: StoreOp[],
     entries: OutboundEntry[],

@@ -79,13 +79,11 @@ interface HeldSession {
   released: boolean;
 }
 
-interface IndexEntry {
+/** A record of the subscription index: which inbox wants which filter. */
+interface IndexRecordBody {
   clientId: string;
   filter: string;
   inbox: string;
-}
-
-interface IndexRecordBody extends IndexEntry {
   sub: StoredSubscription;
 }
 
@@ -106,10 +104,10 @@ export class ClusterStore implements Store {
   private readonly uniqKeys = new WeakMap<Message, string>();
   private nextSeq = 1;
   private readonly inboxOf = new Map<string, string>();
-  private readonly indexByKey = new Map<string, IndexEntry>();
+  private readonly indexByKey = new Map<string, IndexRecordBody>();
   private indexTails: QueueTail[] = [];
   private retainedTails: QueueTail[] = [];
-  private retainedTopicOf = new Map<string, string>();
+  private readonly retainedByKey = new Map<string, Message>();
   private brokers: string[] = [];
   private closed = false;
   private orphanTimer: NodeJS.Timeout | undefined;
@@ -158,7 +156,7 @@ export class ClusterStore implements Store {
     this.orphanTimer = setInterval(() => void this.lookAfterDeadNodes(), Math.max(200, Math.floor(this.options.nodeLeaseMs / 2)));
     this.orphanTimer.unref();
     this.options.log.info(
-      { node: this.membership.nodeKey, brokers: this.brokers, routes: this.indexByKey.size, retained: this.retainedTopicOf.size },
+      { node: this.membership.nodeKey, brokers: this.brokers, routes: this.indexByKey.size, retained: this.retainedByKey.size },
       'cluster store ready',
     );
     return { sessions: [], retained: [] };
@@ -702,44 +700,54 @@ export class ClusterStore implements Store {
   // ---- following the index and the retained messages ----------------------------------------
 
   private onIndex(messages: RocketMessage[]): void {
-    for (const m of messages) {
-      const key = m.keys[0];
-      if (!key) continue;
-      if (m.body.length === 0) {
-        const entry = this.indexByKey.get(key);
-        if (!entry) continue;
-        this.indexByKey.delete(key);
-        this.listener?.routeChanged(entry.clientId, entry.filter, undefined);
-        continue;
-      }
-      let body: IndexRecordBody;
-      try {
-        body = JSON.parse(m.body.toString('utf8')) as IndexRecordBody;
-      } catch {
-        this.options.log.warn({ msgId: m.uniqKey }, 'unreadable subscription record skipped');
-        continue;
-      }
-      this.indexByKey.set(key, { clientId: body.clientId, filter: body.filter, inbox: body.inbox });
-      this.inboxOf.set(body.clientId, body.inbox);
-      this.listener?.routeChanged(body.clientId, body.filter, body.sub);
-    }
+    this.foldCompacted<IndexRecordBody>(
+      messages,
+      this.indexByKey,
+      (m) => {
+        try {
+          return JSON.parse(m.body.toString('utf8')) as IndexRecordBody;
+        } catch {
+          this.options.log.warn({ msgId: m.uniqKey }, 'unreadable subscription record skipped');
+          return undefined;
+        }
+      },
+      (record, present) => {
+        if (present) this.inboxOf.set(record.clientId, record.inbox);
+        this.listener?.routeChanged(record.clientId, record.filter, present ? record.sub : undefined);
+      },
+    );
   }
 
   private onRetained(messages: RocketMessage[]): void {
+    this.foldCompacted<Message>(messages, this.retainedByKey, decodeMessage, (message, present) =>
+      this.listener?.retainedChanged(message.topic, present ? message : undefined),
+    );
+  }
+
+  /**
+   * Reads a compacted topic: the last record per KEYS wins and an empty body removes it.
+   * RocketMQ compacts only every ~15 min, so the reader folds it itself.
+   */
+  private foldCompacted<T>(
+    messages: RocketMessage[],
+    latest: Map<string, T>,
+    decode: (m: RocketMessage) => T | undefined,
+    apply: (value: T, present: boolean) => void,
+  ): void {
     for (const m of messages) {
       const key = m.keys[0];
       if (!key) continue;
       if (m.body.length === 0) {
-        const topic = this.retainedTopicOf.get(key);
-        if (topic === undefined) continue;
-        this.retainedTopicOf.delete(key);
-        this.listener?.retainedChanged(topic, undefined);
+        const removed = latest.get(key);
+        if (removed === undefined) continue;
+        latest.delete(key);
+        apply(removed, false);
         continue;
       }
-      const message = decodeMessage(m);
-      if (!message) continue;
-      this.retainedTopicOf.set(key, message.topic);
-      this.listener?.retainedChanged(message.topic, message);
+      const value = decode(m);
+      if (value === undefined) continue;
+      latest.set(key, value);
+      apply(value, true);
     }
   }
 
