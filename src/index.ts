@@ -33,6 +33,7 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
       messageQueues: config.clusterMessageQueues,
       claimTimeoutMs: Math.max(config.connectTimeoutMs, config.nodeLeaseMs + 5000),
       snapshotEvery: 256,
+      snapshotRenewMs: config.sessionSnapshotRenewMs,
       openReadLimit: config.maxQueuedMessages,
       log,
     });

@@ -139,6 +139,11 @@ export class Broker implements StoreListener {
     else this.retained.delete(topic);
   }
 
+  /** StoreListener: a stored message for `clientId` that was not an MQTT message; the store logged it with its id. */
+  unreadable(_clientId: string): void {
+    this.stats.messagesDroppedUnreadable++;
+  }
+
   /** Makes a stored session one this node holds: routes, queue, QoS 2 records, timers of a disconnected one. */
   private hold({ record, queue, inboundQos2 }: LoadedSession): Session {
     const session = new Session(record.clientId, record.protocolVersion, record.expiryInterval);

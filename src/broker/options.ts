@@ -98,6 +98,7 @@ export class BrokerStats {
   messagesDroppedExpired = 0;
   messagesDroppedTooLarge = 0;
   messagesDroppedOfflineQos0 = 0;
+  messagesDroppedUnreadable = 0;
   publishStoreFailures = 0;
   storeRetries = 0;
   malformedPackets = 0;

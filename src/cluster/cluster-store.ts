@@ -16,8 +16,9 @@ import type {
   StoredSubscription,
 } from '../store/types';
 import { StoreError } from '../store/types';
+import { recordedBrokers, untilReachable } from './broker-set';
 import { Membership } from './membership';
-import { decodeMessage, encodeMessage } from './message-codec';
+import { Unreadable, decodeMessage, encodeMessage } from './message-codec';
 import { ClusterNames, digest } from './names';
 import { QueueTail } from './queue-tail';
 import { type Change, type LogRecord, SessionLogFold, type SessionState, decodeRecord, encodeRecord, trackHeld } from './session-log';
@@ -41,6 +42,8 @@ export interface ClusterStoreOptions {
   claimTimeoutMs: number;
   /** Change records after which the owner writes a snapshot. */
   snapshotEvery: number;
+  /** A held session gets a fresh snapshot at least this often (RocketMQ's retention deletes old ones). */
+  snapshotRenewMs: number;
   /** Deliveries read for a session when it is opened, at most (the rest follow as they are read). */
   openReadLimit: number;
   log: ClusterLog;
@@ -76,6 +79,8 @@ interface HeldSession {
   /** Writes of this session, in order: each waits for the one before. */
   chain: Promise<void>;
   changesSinceSnapshot: number;
+  /** When its last snapshot was written (ms). */
+  snapshotAt: number;
   released: boolean;
 }
 
@@ -111,6 +116,7 @@ export class ClusterStore implements Store {
   private brokers: string[] = [];
   private closed = false;
   private orphanTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
   private lookingAfter = false;
   /** Sessions a CONNECT on this node is claiming: looking after a dead node's sessions skips them. */
   private readonly claiming = new Set<string>();
@@ -139,12 +145,16 @@ export class ClusterStore implements Store {
     await this.ensureTopic(n.nodes, 1);
     await this.ensureTopic(n.subscriptions, 1, true);
     await this.ensureTopic(n.retained, 1, true);
-    this.brokers = [...new Set((await this.mq.getPublishQueues(n.logs)).map((q) => q.brokerName))].sort();
+    await this.ensureTopic(n.meta, 1);
+    this.brokers = await recordedBrokers(this.mq, n, this.options.nodeId, this.options.log);
+    await untilReachable(this.mq, n, this.brokers, this.options.log, () => this.closed);
 
-    this.indexTails = (await this.mq.getSubscribeQueues(n.subscriptions)).map(
+    // Queue 0 on every recorded broker, whether the route lists it now or not.
+    const onEveryBroker = (topic: string): MessageQueue[] => this.brokers.map((brokerName) => ({ topic, queueId: 0, brokerName }));
+    this.indexTails = onEveryBroker(n.subscriptions).map(
       (queue) => new QueueTail(this.mq, queue, 0, { suspendMs: LONG_POLL_MS, maxMessages: READ_BATCH, onMessages: (m) => this.onIndex(m), onError: (e) => this.readError('index', e) }),
     );
-    this.retainedTails = (await this.mq.getSubscribeQueues(n.retained)).map(
+    this.retainedTails = onEveryBroker(n.retained).map(
       (queue) => new QueueTail(this.mq, queue, 0, { suspendMs: LONG_POLL_MS, maxMessages: READ_BATCH, onMessages: (m) => this.onRetained(m), onError: (e) => this.readError('retained', e) }),
     );
     for (const tail of [...this.indexTails, ...this.retainedTails]) tail.start();
@@ -155,6 +165,8 @@ export class ClusterStore implements Store {
     await this.mq.send({ topic: n.members, body: JSON.stringify({ nodeId: this.options.nodeId }), keys: [digest(this.options.nodeId)] }, { queue: membersQueue });
     this.orphanTimer = setInterval(() => void this.lookAfterDeadNodes(), Math.max(200, Math.floor(this.options.nodeLeaseMs / 2)));
     this.orphanTimer.unref();
+    this.renewTimer = setInterval(() => this.renewSnapshots(), Math.max(500, Math.floor(this.options.snapshotRenewMs / 8)));
+    this.renewTimer.unref();
     this.options.log.info(
       { node: this.membership.nodeKey, brokers: this.brokers, routes: this.indexByKey.size, retained: this.retainedByKey.size },
       'cluster store ready',
@@ -261,6 +273,7 @@ export class ClusterStore implements Store {
     if (this.closed) return;
     this.closed = true;
     if (this.orphanTimer) clearInterval(this.orphanTimer);
+    if (this.renewTimer) clearInterval(this.renewTimer);
     await Promise.all([...this.held.values()].map((h) => h.chain));
     for (const held of this.held.values()) for (const tail of held.inboxTails) void tail.stop();
     for (const tail of [...this.indexTails, ...this.retainedTails]) void tail.stop();
@@ -328,6 +341,7 @@ export class ClusterStore implements Store {
       recentKeys: new Map(),
       chain: Promise.resolve(),
       changesSinceSnapshot: 0,
+      snapshotAt: Date.now(),
       released: false,
     };
     this.held.set(clientId, held);
@@ -338,21 +352,28 @@ export class ClusterStore implements Store {
     return { record, queue, inboundQos2: [...fold.state.inboundQos2] };
   }
 
-  /** Reads the session log from its snapshot hint until `until` has been read; folds it. */
+  /**
+   * Reads the session log from its snapshot hint until `until` has been read; folds it. Without a
+   * usable hint it folds from the log's first entry that RocketMQ still keeps: a partial fold
+   * when retention deleted the start (it anchors its epochs at the first snapshot).
+   */
   private async readLog(clientId: string, queue: MessageQueue, until: number, fold?: SessionLogFold, from?: number): Promise<{ fold: SessionLogFold; next: number }> {
     let next = from ?? (await this.mq.queryConsumerOffset(queue.topic, queue).catch(() => undefined)) ?? 0;
+    const hint = from === undefined && next > 0 ? next : undefined;
     let folded = fold;
     while (next <= until) {
       const result = await this.mq.pull(queue, next, { maxMessages: READ_BATCH, suspendMs: 1000 });
       for (const m of result.messages) {
         if (m.queueOffset < next) continue;
         if (!folded) {
-          // The hint points at a snapshot; anything else means the hint was lost: fold from the start.
           const first = decodeRecord(m.body);
-          if (first?.t === 'snapshot' && from === undefined && next > 0) folded = SessionLogFold.fromSnapshot(clientId, first);
-          else if (next > 0 && from === undefined) return this.readLog(clientId, queue, until, undefined, 0);
-          else folded = new SessionLogFold(clientId);
-          if (first?.t === 'snapshot' && folded.active === first.e) continue;
+          if (hint !== undefined) {
+            // The hint points at a snapshot; anything else means the hint was lost (or its snapshot deleted).
+            if (first?.t !== 'snapshot' || m.queueOffset !== hint) return this.readLog(clientId, queue, until, undefined, 0);
+            folded = SessionLogFold.fromSnapshot(clientId, first);
+            continue;
+          }
+          folded = new SessionLogFold(clientId, m.queueOffset > 0);
         }
         this.applyLogMessage(folded, m);
       }
@@ -400,8 +421,9 @@ export class ClusterStore implements Store {
             continue;
           }
           const message = decodeMessage(m);
-          const target = message && deliveryTarget(held.clientId, record.subscriptions, message);
-          if (!message || !target) {
+          if (message instanceof Unreadable) this.skipUnreadable(held, m, message);
+          const target = message instanceof Unreadable ? undefined : deliveryTarget(held.clientId, record.subscriptions, message);
+          if (message instanceof Unreadable || !target) {
             dropped.push({ k: 'done', broker, offset: m.queueOffset });
             continue;
           }
@@ -447,14 +469,20 @@ export class ClusterStore implements Store {
         void this.commit([{ op: 'dequeue', clientId: held.clientId, seq }]).catch(() => undefined);
         continue;
       }
-      if (!message) {
-        this.options.log.warn({ clientId: held.clientId, msgId: m.uniqKey }, 'unreadable message in an inbox skipped');
+      if (message instanceof Unreadable) {
+        this.skipUnreadable(held, m, message);
         void this.commit([{ op: 'dequeue', clientId: held.clientId, seq }]).catch(() => undefined);
         continue;
       }
       deliveries.push({ seq, packetId: packetIdAt(broker, m.queueOffset), message });
     }
     if (deliveries.length > 0) this.listener?.deliver(held.clientId, deliveries);
+  }
+
+  /** Logged once per message with its id (it is acknowledged, so never read again) and counted. */
+  private skipUnreadable(held: HeldSession, m: RocketMessage, why: Unreadable): void {
+    this.options.log.warn({ clientId: held.clientId, msgId: m.uniqKey ?? m.offsetMsgId, offsetMsgId: m.offsetMsgId, topic: m.topic, reason: why.reason }, 'unreadable message in an inbox skipped');
+    this.listener?.unreadable(held.clientId);
   }
 
   /**
@@ -583,10 +611,11 @@ export class ClusterStore implements Store {
   private async sendBatch(broker: string, batch: ChangeBatch): Promise<void> {
     if (this.nextBatch.get(broker) === batch) this.nextBatch.delete(broker); // later changes: the next batch
     const parts = [...batch.parts.values()].filter((p) => !p.held.released);
+    const written = parts.filter((p) => p.changes.length > 0); // an empty part only asks for a snapshot
     const queue: MessageQueue = { topic: this.names.logs, queueId: 0, brokerName: broker };
     const sends: Promise<unknown>[] = [];
-    for (let i = 0; i < parts.length; i += DISPATCH_CHUNK) {
-      const chunk = parts.slice(i, i + DISPATCH_CHUNK);
+    for (let i = 0; i < written.length; i += DISPATCH_CHUNK) {
+      const chunk = written.slice(i, i + DISPATCH_CHUNK);
       const record: LogRecord = { t: 'batch', parts: chunk.map((p) => ({ clientId: p.held.clientId, e: p.held.epoch, c: p.changes })) };
       const logs = chunk.map((p) => this.names.sessionLog(p.held.clientId));
       sends.push(this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'batch' }, logs, { queue, resolveLmqOffsets: false }));
@@ -614,14 +643,41 @@ export class ClusterStore implements Store {
       return;
     }
     // Within the batch: no later change of this session can land between the state read here and the snapshot.
-    if (++held.changesSinceSnapshot >= this.options.snapshotEvery) await this.writeSnapshot(held);
+    if (++held.changesSinceSnapshot >= this.options.snapshotEvery) {
+      // A snapshot that fails costs only reading: the changes are stored; the next change retries it.
+      await this.writeSnapshot(held).catch((e: Error) => {
+        held.snapshotAt = 0;
+        this.options.log.warn({ clientId: held.clientId, err: e.message }, 'session snapshot not written; retrying');
+      });
+    }
+  }
+
+  /**
+   * Snapshots older than `snapshotRenewMs` are written again, in the session's change batch (no
+   * change of it can land between the state read and the snapshot). Also dispatched to this
+   * node's log, which must keep listing the session for as long as this node holds it.
+   */
+  private renewSnapshots(): void {
+    if (this.closed || !this.membership.leaseValid()) return;
+    const due = Date.now() - this.options.snapshotRenewMs;
+    for (const held of this.held.values()) {
+      if (held.released || held.state.record === null || held.snapshotAt > due) continue;
+      held.snapshotAt = Date.now(); // not asked again while this one is in flight
+      held.changesSinceSnapshot = this.options.snapshotEvery;
+      void this.commitChanges(held, []).catch((e: Error) => {
+        held.snapshotAt = 0;
+        this.options.log.warn({ clientId: held.clientId, err: e.message }, 'session snapshot not renewed; retrying');
+      });
+    }
   }
 
   private async writeSnapshot(held: HeldSession): Promise<void> {
     held.changesSinceSnapshot = 0;
+    held.snapshotAt = Date.now();
     const logName = this.names.sessionLog(held.clientId);
-    const record: LogRecord = { t: 'snapshot', e: held.epoch, node: this.membership.nodeKey, state: held.state };
-    const sent = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'snapshot' }, [logName], { queue: held.log });
+    const record: LogRecord = { t: 'snapshot', e: held.epoch, node: this.membership.nodeKey, state: held.state, clientId: held.clientId };
+    const nodeLog = this.names.nodeLog(this.options.nodeId);
+    const sent = await this.mq.sendToLmqs({ topic: this.names.logs, body: encodeRecord(record), tags: 'snapshot' }, [logName, nodeLog], { queue: held.log });
     const offset = sent.lmqOffsets.get(logName)!;
     void this.mq.updateConsumerOffset(logName, { topic: logName, queueId: 0, brokerName: held.log.brokerName }, offset).catch(() => undefined);
   }
@@ -719,7 +775,13 @@ export class ClusterStore implements Store {
   }
 
   private onRetained(messages: RocketMessage[]): void {
-    this.foldCompacted<Message>(messages, this.retainedByKey, decodeMessage, (message, present) =>
+    const decode = (m: RocketMessage): Message | undefined => {
+      const message = decodeMessage(m);
+      if (!(message instanceof Unreadable)) return message;
+      this.options.log.warn({ msgId: m.uniqKey ?? m.offsetMsgId, offsetMsgId: m.offsetMsgId, reason: message.reason }, 'unreadable retained message skipped');
+      return undefined;
+    };
+    this.foldCompacted<Message>(messages, this.retainedByKey, decode, (message, present) =>
       this.listener?.retainedChanged(message.topic, present ? message : undefined),
     );
   }

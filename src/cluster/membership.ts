@@ -48,7 +48,8 @@ export class Membership {
   async start(brokers: string[]): Promise<void> {
     this.brokers = brokers;
     this.started = Date.now();
-    for (const queue of await this.mq.getSubscribeQueues(this.names.nodes)) {
+    for (const brokerName of brokers) {
+      const queue: MessageQueue = { topic: this.names.nodes, queueId: 0, brokerName };
       const from = await this.mq.getMaxOffset(queue);
       this.tails.push(this.follow(queue, from, (messages) => this.onHeartbeats(messages)));
     }
@@ -110,19 +111,39 @@ export class Membership {
   async signal(nodeKey: string, signal: Signal): Promise<void> {
     const nodeId = nodeKey.split('/')[0] ?? nodeKey;
     const mailbox = this.names.nodeLog(nodeId);
-    const brokerName = this.brokers[0]!;
-    await this.mq.sendToLmqs({ topic: this.names.logs, body: JSON.stringify(signal), tags: 'signal' }, [mailbox], {
-      queue: { topic: this.names.logs, queueId: 0, brokerName },
-      resolveLmqOffsets: false,
-    });
+    await this.onAnyBroker((brokerName) =>
+      this.mq.sendToLmqs({ topic: this.names.logs, body: JSON.stringify(signal), tags: 'signal' }, [mailbox], {
+        queue: { topic: this.names.logs, queueId: 0, brokerName },
+        resolveLmqOffsets: false,
+      }),
+    );
   }
+
+  /** Tries the brokers in turn, starting with the next one each call: one that is down is skipped. */
+  private async onAnyBroker(send: (brokerName: string) => Promise<unknown>): Promise<void> {
+    const first = this.rotation++;
+    let error: Error | undefined;
+    for (let i = 0; i < this.brokers.length; i++) {
+      try {
+        await send(this.brokers[(first + i) % this.brokers.length]!);
+        return;
+      } catch (e) {
+        error = e as Error;
+      }
+    }
+    throw error ?? new Error('no RocketMQ broker');
+  }
+
+  private rotation = 0;
 
   private async heartbeat(): Promise<void> {
     if (this.stopped) return;
     const startedAt = Date.now();
     const body: Heartbeat = { node: this.nodeKey };
     try {
-      await this.mq.send({ topic: this.names.nodes, body: JSON.stringify(body), tags: 'heartbeat' });
+      await this.onAnyBroker((brokerName) =>
+        this.mq.send({ topic: this.names.nodes, body: JSON.stringify(body), tags: 'heartbeat' }, { queue: { topic: this.names.nodes, queueId: 0, brokerName } }),
+      );
       this.lastHeartbeatStart = Math.max(this.lastHeartbeatStart, startedAt);
     } catch (e) {
       this.log.warn({ err: (e as Error).message, leaseValid: this.leaseValid() }, 'heartbeat not stored');

@@ -1,6 +1,7 @@
 // An MQTT message as a RocketMQ message: body = the payload unchanged, the rest in properties.
 // The property names are the bridge contract (docs/cluster.md §2): services read them.
 import type { QoS } from '../protocol/packets';
+import { topicNameError } from '../protocol/topics';
 import type { Message as StoredRocketMessage } from '../rocketmq';
 import type { Message, MessageProperties } from '../store/types';
 
@@ -58,33 +59,50 @@ export function encodeMessage(message: Message): EncodedMessage {
   };
 }
 
-/** The MQTT message of a RocketMQ message written by encodeMessage; undefined if it is not one. */
-export function decodeMessage(stored: StoredRocketMessage): Message | undefined {
+/** Why a RocketMQ message is not an MQTT message this cluster can deliver (foreign or malformed). */
+export class Unreadable {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * The MQTT message of a RocketMQ message written by encodeMessage, or why it is not one. Any
+ * RocketMQ application can write to the cluster's topics, so nothing here is trusted: a bad
+ * message is refused with a reason, never thrown on (a throw would stall the reader on it).
+ */
+export function decodeMessage(stored: StoredRocketMessage): Message | Unreadable {
+  try {
+    return decodeOrThrow(stored);
+  } catch (e) {
+    return new Unreadable((e as Error).message);
+  }
+}
+
+function decodeOrThrow(stored: StoredRocketMessage): Message {
   const p = stored.properties;
   const topic = p[Prop.topic] ?? (p[Prop.topicBase64] !== undefined ? Buffer.from(p[Prop.topicBase64], 'base64').toString() : undefined);
+  if (topic === undefined) throw new Error(`no ${Prop.topic} property`);
+  const topicError = topicNameError(topic);
+  if (topicError !== null) throw new Error(`${Prop.topic}: ${topicError}`);
   const qos = Number(p[Prop.qos]);
-  if (topic === undefined || !(qos === 0 || qos === 1 || qos === 2)) return undefined;
-  let publisherId = '';
-  try {
-    publisherId = p[Prop.client] !== undefined ? String(JSON.parse(p[Prop.client])) : '';
-  } catch {
-    return undefined;
-  }
+  if (!(qos === 0 || qos === 1 || qos === 2)) throw new Error(`${Prop.qos} is not 0, 1 or 2`);
+  const publisherId = p[Prop.client] !== undefined ? JSON.parse(p[Prop.client]) as unknown : '';
+  if (typeof publisherId !== 'string') throw new Error(`${Prop.client} is not a JSON string`);
+  const createdAt = Number(p[Prop.createdAt] ?? stored.bornTimestamp);
   const message: Message = {
     topic,
     payload: p[Prop.empty] === '1' ? Buffer.alloc(0) : stored.body,
     qos: qos as QoS,
     retain: p[Prop.retain] === '1',
     publisherId,
-    createdAt: Number(p[Prop.createdAt] ?? stored.bornTimestamp),
+    createdAt: Number.isFinite(createdAt) ? createdAt : stored.bornTimestamp,
   };
-  if (p[Prop.expiresAt] !== undefined) message.expiresAt = Number(p[Prop.expiresAt]);
-  if (p[Prop.moved] === '1') message.movedFromMember = true;
-  if (p[Prop.properties] !== undefined) {
-    const properties = decodeMqttProperties(p[Prop.properties]);
-    if (properties === null) return undefined;
-    message.properties = properties;
+  if (p[Prop.expiresAt] !== undefined) {
+    const expiresAt = Number(p[Prop.expiresAt]);
+    if (!Number.isFinite(expiresAt)) throw new Error(`${Prop.expiresAt} is not a number`);
+    message.expiresAt = expiresAt;
   }
+  if (p[Prop.moved] === '1') message.movedFromMember = true;
+  if (p[Prop.properties] !== undefined) message.properties = decodeMqttProperties(p[Prop.properties]);
   return message;
 }
 
@@ -113,21 +131,39 @@ function encodeMqttProperties(props: MessageProperties): MqttPropertiesJson {
   return out;
 }
 
-function decodeMqttProperties(text: string): MessageProperties | null {
-  let json: MqttPropertiesJson;
-  try {
-    json = JSON.parse(text) as MqttPropertiesJson;
-  } catch {
-    return null;
-  }
+function decodeMqttProperties(text: string): MessageProperties {
+  const json = JSON.parse(text) as unknown;
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${Prop.properties} is not a JSON object`);
+  const j = json as Record<string, unknown>;
   const out: MessageProperties = {};
-  if (json.payloadFormatIndicator !== undefined) out.payloadFormatIndicator = json.payloadFormatIndicator;
-  if (json.contentType !== undefined) out.contentType = json.contentType;
-  if (json.responseTopic !== undefined) out.responseTopic = json.responseTopic;
-  if (json.correlationData !== undefined) out.correlationData = Buffer.from(json.correlationData, 'base64');
-  if (json.userProperties !== undefined) {
+  const str = (name: string): string | undefined => {
+    const value = j[name];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string') throw new Error(`${Prop.properties}.${name} is not a string`);
+    return value;
+  };
+  if (j.payloadFormatIndicator !== undefined) {
+    if (typeof j.payloadFormatIndicator !== 'boolean') throw new Error(`${Prop.properties}.payloadFormatIndicator is not a boolean`);
+    out.payloadFormatIndicator = j.payloadFormatIndicator;
+  }
+  const contentType = str('contentType');
+  if (contentType !== undefined) out.contentType = contentType;
+  const responseTopic = str('responseTopic');
+  if (responseTopic !== undefined) {
+    const error = topicNameError(responseTopic);
+    if (error !== null) throw new Error(`${Prop.properties}.responseTopic: ${error}`);
+    out.responseTopic = responseTopic;
+  }
+  const correlationData = str('correlationData');
+  if (correlationData !== undefined) out.correlationData = Buffer.from(correlationData, 'base64');
+  if (j.userProperties !== undefined) {
+    if (!Array.isArray(j.userProperties)) throw new Error(`${Prop.properties}.userProperties is not an array`);
     const user: Record<string, string | string[]> = {};
-    for (const [name, value] of json.userProperties) {
+    for (const pair of j.userProperties as unknown[]) {
+      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') {
+        throw new Error(`${Prop.properties}.userProperties holds an entry that is not a [name, value] pair of strings`);
+      }
+      const [name, value] = pair as [string, string];
       const existing = user[name];
       if (existing === undefined) user[name] = value;
       else user[name] = Array.isArray(existing) ? [...existing, value] : [existing, value];

@@ -23,6 +23,8 @@ export class ClusterNames {
   readonly nodes: string;
   /** Every node id that ever ran, compacted: whose sessions to look after when it is gone. */
   readonly members: string;
+  /** The cluster's recorded set of RocketMQ brokers: whose hash picks a session's home. */
+  readonly meta: string;
 
   constructor(readonly cluster: string) {
     this.messages = `${cluster}_msg`;
@@ -31,6 +33,7 @@ export class ClusterNames {
     this.retained = `${cluster}_retained`;
     this.nodes = `${cluster}_nodes`;
     this.members = `${cluster}_members`;
+    this.meta = `${cluster}_meta`;
   }
 
   /** The log of one session: claims, snapshots, changes, handoffs (on its home broker). */

@@ -53,8 +53,17 @@ export function emptyState(): SessionState {
  *   handed off yet. Everything else is the write of a fenced owner, and ignored.
  */
 export class SessionLogFold {
-  /** The session whose log this is: it takes its own part of a batch record. */
-  constructor(readonly clientId: string) {}
+  /**
+   * `clientId`: the session whose log this is: it takes its own part of a batch record.
+   * `partial`: the fold starts after the log's beginning (RocketMQ's retention deleted it), so
+   * the claims before its start are unknown. A snapshot whose epoch is above the claims counted
+   * then means claims were missed: the fold takes its epoch as the count from there on (a
+   * partial fold is anchored by its snapshots; the owner renews one well within the retention).
+   */
+  constructor(
+    readonly clientId: string,
+    private readonly partial = false,
+  ) {}
 
   /** Epoch of the latest claim seen. */
   claims = 0;
@@ -89,6 +98,10 @@ export class SessionLogFold {
         this.nonces.set(record.nonce, { epoch: this.claims, node: record.node });
         return;
       case 'snapshot':
+        if (this.partial && record.e > this.claims) {
+          this.claims = record.e;
+          this.nonces.clear(); // their ordinals were counted from an unknown start
+        }
         if (record.e !== this.claims) return; // a later claim came first: the writer lost the race
         this.active = record.e;
         this.activeNode = record.node;

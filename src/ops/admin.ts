@@ -33,6 +33,7 @@ export function createMetrics(broker: Broker): Registry {
       this.inc({ reason: 'expired' }, s.messagesDroppedExpired);
       this.inc({ reason: 'too_large' }, s.messagesDroppedTooLarge);
       this.inc({ reason: 'offline_qos0' }, s.messagesDroppedOfflineQos0);
+      this.inc({ reason: 'unreadable' }, s.messagesDroppedUnreadable);
     },
   });
   void dropped;

@@ -23,6 +23,7 @@ export interface Config extends BrokerOptions, ListenerOptions {
   clusterName: string;
   nodeLeaseMs: number;
   clusterMessageQueues: number;
+  sessionSnapshotRenewMs: number;
 }
 
 type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool';
@@ -60,6 +61,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'clusterName', kind: 'string', doc: 'Prefix of the cluster\'s RocketMQ topics and LMQs (letters, digits, `_`, `-`; at most 32), so several clusters can share one RocketMQ.' },
   { key: 'nodeLeaseMs', kind: 'int', min: 1000, max: 60_000, doc: 'A node whose heartbeat was not seen for this long is dead to the others: they take over its sessions and publish its clients\' wills. A node that could not renew its lease for 80% of it stops acknowledging.' },
   { key: 'clusterMessageQueues', kind: 'int', min: 1, max: 64, doc: 'Queues of the cluster\'s message topic on each RocketMQ broker (publishers are spread over them by client id).' },
+  { key: 'sessionSnapshotRenewMs', kind: 'int', min: 1000, max: 7 * 24 * 3_600_000, doc: 'Cluster mode: a session log gets a fresh snapshot at least this often, also when nothing changes, so that RocketMQ\'s retention (`fileReservedTime`, 72 h by default) never deletes the last one. Keep it well below the retention.' },
   { key: 'maxPacketSize', kind: 'int', min: 64, max: 268435455, doc: 'Largest MQTT packet accepted, bytes; announced in CONNACK. Larger packets are refused from their fixed header, before buffering (MQTT 5: DISCONNECT 0x95).' },
   { key: 'receiveMaximum', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 PUBLISHes an MQTT 5 client may have unacknowledged towards the broker; more gets DISCONNECT 0x93.' },
   { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
@@ -100,6 +102,7 @@ export const defaultConfig: Config = {
   clusterName: 'iotb',
   nodeLeaseMs: 10_000,
   clusterMessageQueues: 8,
+  sessionSnapshotRenewMs: 6 * 3_600_000,
 };
 
 export class ConfigError extends Error {

@@ -131,6 +131,8 @@ export interface StoreListener {
   routeChanged(clientId: string, filter: string, sub: StoredSubscription | undefined): void;
   /** The retained message of `topic` was set (or cleared: undefined) by any node. */
   retainedChanged(topic: string, message: Message | undefined): void;
+  /** A stored message for a session that is not an MQTT message (foreign or malformed): skipped and acknowledged by the store, counted here. */
+  unreadable(clientId: string): void;
 }
 
 /**

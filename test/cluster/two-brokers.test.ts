@@ -4,7 +4,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { startLocalBroker, stopLocalBroker } from '../../scripts/rocketmq/local-rocketmq';
-import { connect, endClient, sleep } from '../helpers';
+import { digest } from '../../src/cluster/names';
+import { collect, connect, endClient, sleep } from '../helpers';
 import { localBrokerPort, localWorkDir, newClient } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
@@ -79,5 +80,64 @@ test('cluster on two RocketMQ brokers: messages on both, and a restart of one lo
   } finally {
     for (const pub of publishers) await endClient(pub, true);
     await endClient(sub, true);
+  }
+});
+
+/** A client id whose session the cluster homes on `broker` (rendezvous hashing, docs/cluster.md §3). */
+function homedOn(broker: string, prefix: string): string {
+  const brokers = ['broker-a', 'broker-b'];
+  for (let i = 0; i < 1000; i++) {
+    const id = `${prefix}-${i}`;
+    const home = brokers.reduce((best, b) => (digest(`${b}\n${id}`) > digest(`${best}\n${id}`) ? b : best));
+    if (home === broker) return id;
+  }
+  throw new Error('no client id found');
+}
+
+test('cluster: a node started while a broker of the recorded set is down waits for it, then finds the sessions homed there', { skip }, async () => {
+  const subId = homedOn('broker-b', 'home-b');
+  const options = { clientId: subId, clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } };
+  const first = await connect(a.port, options);
+  await first.subscribeAsync('hb/#', { qos: 1 });
+  await endClient(first);
+
+  await stopLocalBroker(workDir as string, brokerB.name);
+  let brokerBRunning = false;
+  try {
+    // Published while broker-b is down, by a client homed on broker-a: stored in the inbox's instance there.
+    const pub = await connect(a.port, { clientId: homedOn('broker-a', 'home-a'), reconnectPeriod: 0 });
+    await pub.publishAsync('hb/x', 'while-b-down', { qos: 1 });
+    await endClient(pub);
+
+    // The name server lists only broker-a now. A node that took that for the broker set would home
+    // the session on broker-a and find nothing; it must wait for broker-b instead.
+    let started = false;
+    const starting = cluster.start('two-c').then((node) => {
+      started = true;
+      return node;
+    });
+    starting.catch(() => undefined);
+    await sleep(4000);
+    assert.equal(started, false, 'the node served while a broker of the recorded set was down');
+    await startLocalBroker(workDir as string, brokerB);
+    brokerBRunning = true;
+    const c = await starting;
+    assert.match(c.proc.output.join(''), /waiting for RocketMQ brokers/);
+
+    let sessionPresent: boolean | undefined;
+    let received: ReturnType<typeof collect> | undefined;
+    const again = await connect(c.port, options, (client) => {
+      received = collect(client);
+      client.once('connect', (connack) => (sessionPresent = connack.sessionPresent));
+    });
+    try {
+      assert.equal(sessionPresent, true, 'the session homed on broker-b');
+      const [message] = await received!.waitFor(1, 20_000);
+      assert.equal(message?.payload.toString(), 'while-b-down', cluster.logs());
+    } finally {
+      await endClient(again, true);
+    }
+  } finally {
+    if (!brokerBRunning) await startLocalBroker(workDir as string, brokerB);
   }
 });

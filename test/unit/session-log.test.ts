@@ -110,3 +110,25 @@ test('session log: records survive encoding, Buffers included; a node log lists 
   trackHeld(held, { t: 'handoff', e: 1, node: 'B/y', clientId: 'c' }); // another node's handoff: not A's
   assert.deepEqual([...held], [['c', 'A/x']]);
 });
+
+test('session log: a fold that starts after the log\'s deleted beginning anchors its epochs at the snapshots it finds', () => {
+  // The full log: claims 1..5 (the first ones deleted by retention), then what is still kept.
+  const kept: LogRecord[] = [
+    { t: 'claim', node: 'C', nonce: 'c5' }, // claim 5, kept; the fold cannot know its ordinal yet
+    { t: 'snapshot', e: 4, node: 'B', state: state({ incarnation: 'from-B' }) }, // invalid: claim 5 came first
+    { t: 'snapshot', e: 5, node: 'C', state: state({ incarnation: 'from-C' }) },
+    { t: 'change', e: 4, c: [{ k: 'received', packetId: 1 }] }, // fenced
+    { t: 'change', e: 5, c: [{ k: 'received', packetId: 2 }] },
+    { t: 'claim', node: 'D', nonce: 'd6' },
+  ];
+  const partial = new SessionLogFold('c', true);
+  for (const r of kept) partial.apply(r);
+  assert.equal(partial.active, 5);
+  assert.equal(partial.activeNode, 'C');
+  assert.equal(partial.state.incarnation, 'from-C');
+  assert.deepEqual(partial.state.inboundQos2, [2]);
+  assert.equal(partial.epochOf('d6'), 6, 'a claim after the anchor gets the ordinal a full fold gives it');
+  // A full fold of the same records (from the log's start) ignores those snapshots: epochs do not jump.
+  const strict = fold(kept);
+  assert.equal(strict.active, 0);
+});

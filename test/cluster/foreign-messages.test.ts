@@ -1,0 +1,106 @@
+// G10 on the read side: any RocketMQ application can write to the cluster's topics, so a message in
+// a session's inbox may be foreign or malformed. It is skipped, acknowledged, logged with its id and
+// counted; the messages around it are delivered in order, and it never comes back.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { connect, collect, endClient, sleep } from '../helpers';
+import { newClient } from '../rocketmq/helpers';
+import { TestCluster, type ClusterNode } from './nodes';
+
+const cluster = new TestCluster();
+let a: ClusterNode;
+let b: ClusterNode;
+
+before(async () => {
+  [a, b] = await cluster.startAll('foreign-a', 'foreign-b');
+});
+
+after(async () => {
+  await cluster.stop();
+});
+
+/** Bodies and properties a RocketMQ application might send that are not MQTT messages of the cluster. */
+const BAD: { why: string; properties: Record<string, string> }[] = [
+  { why: 'no MQTT properties at all', properties: {} },
+  { why: 'a wildcard topic', properties: { mqtt_topic: 'fm/+', mqtt_qos: '1' } },
+  { why: 'QoS 7', properties: { mqtt_topic: 'fm/x', mqtt_qos: '7' } },
+  { why: 'user properties that are not pairs', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_props: '{"userProperties":5}' } },
+  { why: 'MQTT 5 properties that are not JSON', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_props: 'not json' } },
+  { why: 'a client id that is not a JSON string', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_client: '{"a":1}' } },
+];
+
+test('cluster G10: foreign and malformed messages in an inbox are skipped, counted and logged; the others arrive in order and nothing comes back', async () => {
+  const options = { clientId: 'foreign-sub', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } };
+  const sub = await connect(a.port, options);
+  const received = collect(sub);
+  await sub.subscribeAsync('fm/#', { qos: 1 });
+  const pub = await connect(b.port, { clientId: 'foreign-pub' });
+  const mq = newClient();
+  try {
+    const inbox = await inboxOf(mq, 'foreign-sub');
+    const [queue] = await mq.getPublishQueues(`${cluster.name}_msg`);
+    const inject = async (bad: (typeof BAD)[number]): Promise<void> => {
+      await mq.sendToLmqs({ topic: `${cluster.name}_msg`, body: `bad: ${bad.why}`, properties: bad.properties }, [inbox], { queue: queue!, resolveLmqOffsets: false });
+    };
+    await pub.publishAsync('fm/x', 'good-0', { qos: 1 });
+    for (const bad of BAD.slice(0, 3)) await inject(bad);
+    await pub.publishAsync('fm/x', 'good-1', { qos: 1 });
+    for (const bad of BAD.slice(3)) await inject(bad);
+    await pub.publishAsync('fm/x', 'good-2', { qos: 1 });
+
+    const got = await received.waitFor(3, 15_000);
+    assert.deepEqual(got.map((m) => m.payload.toString()), ['good-0', 'good-1', 'good-2'], cluster.logs());
+    assert.equal(await droppedUnreadable(a.adminPort), BAD.length, 'counted in iotbridge_messages_dropped_total{reason="unreadable"}');
+    const logged = a.proc.output.join('').split('\n').filter((line) => line.includes('unreadable message in an inbox skipped'));
+    assert.equal(logged.length, BAD.length, 'each logged once');
+    for (const line of logged) assert.match(line, /"msgId":"[0-9A-Fa-f]{20,}"/, line);
+
+    // They were acknowledged with the rest: the session, taken to the other node, holds nothing old.
+    await endClient(sub);
+    const again = await connect(b.port, options);
+    const later = collect(again);
+    try {
+      await pub.publishAsync('fm/x', 'after', { qos: 1 });
+      const [first] = await later.waitFor(1, 15_000);
+      assert.equal(first?.payload.toString(), 'after');
+      await sleep(300);
+      assert.deepEqual(later.messages.map((m) => m.payload.toString()), ['after']);
+    } finally {
+      await endClient(again, true);
+    }
+  } finally {
+    mq.close();
+    await endClient(pub, true);
+    await endClient(sub, true);
+  }
+});
+
+/** The inbox LMQ of a session, from its record in the subscription index (as any node reads it). */
+async function inboxOf(mq: ReturnType<typeof newClient>, clientId: string): Promise<string> {
+  for (const queue of await mq.getSubscribeQueues(`${cluster.name}_subs`)) {
+    const end = await mq.getMaxOffset(queue);
+    for (let offset = 0; offset < end; ) {
+      const result = await mq.pull(queue, offset, { maxMessages: 32 });
+      for (const m of result.messages) {
+        const record = JSON.parse(m.body.toString()) as { clientId: string; inbox: string };
+        if (record.clientId === clientId) return record.inbox;
+      }
+      if (result.nextBeginOffset <= offset) break;
+      offset = result.nextBeginOffset;
+    }
+  }
+  throw new Error(`no index record of ${clientId}`);
+}
+
+function droppedUnreadable(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(Number(/iotbridge_messages_dropped_total\{reason="unreadable"\} (\d+)/.exec(body)?.[1] ?? NaN)));
+      })
+      .on('error', reject);
+  });
+}
