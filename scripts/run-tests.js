@@ -23,11 +23,11 @@ if (files.length === 0) {
   console.error('no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
-// RocketMQ: tests under rocketmq/ or cluster/ need a real one. Start it once here (same module as
+// RocketMQ: tests under rocketmq/, cluster/ or bridge/ need a real one. Start it once here (same module as
 // `npm run rocketmq:start`, own work dir and ports), hand its address to the tests, stop it afterwards.
 // Set ROCKETMQ_NAMESRV to use a RocketMQ you run yourself instead (restart tests are then skipped).
 async function withRocketMQ(run) {
-  const needsRocketMQ = files.some((f) => path.relative(root, f).split(path.sep).some((d) => d === 'rocketmq' || d === 'cluster'));
+  const needsRocketMQ = files.some((f) => path.relative(root, f).split(path.sep).some((d) => d === 'rocketmq' || d === 'cluster' || d === 'bridge'));
   if (!needsRocketMQ || process.env.ROCKETMQ_NAMESRV) return run({});
   const local = require(path.join(__dirname, '..', 'dist', 'scripts', 'rocketmq', 'local-rocketmq.js'));
   const workDir = path.join(__dirname, '..', '.rocketmq', 'test');

@@ -35,6 +35,9 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
       snapshotEvery: 256,
       snapshotRenewMs: config.sessionSnapshotRenewMs,
       openReadLimit: config.maxQueuedMessages,
+      uplink: config.bridgeUplink,
+      downlinkTopic: config.bridgeDownlink ? config.bridgeDownlinkTopic || `${config.clusterName}_downlink` : undefined,
+      maxPayload: config.maxPacketSize,
       log,
     });
   }

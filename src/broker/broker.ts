@@ -139,9 +139,16 @@ export class Broker implements StoreListener {
     else this.retained.delete(topic);
   }
 
-  /** StoreListener: a stored message for `clientId` that was not an MQTT message; the store logged it with its id. */
-  unreadable(_clientId: string): void {
-    this.stats.messagesDroppedUnreadable++;
+  /** StoreListener: a message from a RocketMQ application (the bridge's downlink), routed like a PUBLISH. */
+  bridged(message: Message): Promise<void> {
+    this.stats.downlinkPublished++;
+    return this.publish(message);
+  }
+
+  /** StoreListener: a stored message that was not an MQTT message (the store logged it with its id). */
+  unreadable(source: 'inbox' | 'downlink'): void {
+    if (source === 'inbox') this.stats.messagesDroppedUnreadable++;
+    else this.stats.downlinkRejected++;
   }
 
   /** Makes a stored session one this node holds: routes, queue, QoS 2 records, timers of a disconnected one. */
@@ -518,7 +525,8 @@ export class Broker implements StoreListener {
         const picked = group.pick(() => true);
         if (picked && !targets.has(picked[0])) clientIds.push(picked[0]);
       }
-      if (clientIds.length > 0) ops.push({ op: 'publish', message, clientIds });
+      // Also with no recipient: the store decides whether RocketMQ applications want it (the bridge).
+      ops.push({ op: 'publish', message, clientIds });
       return;
     }
     for (const [clientId, target] of targets) {

@@ -99,6 +99,9 @@ export class BrokerStats {
   messagesDroppedTooLarge = 0;
   messagesDroppedOfflineQos0 = 0;
   messagesDroppedUnreadable = 0;
+  /** Cluster mode: messages from RocketMQ applications published to MQTT (the bridge's downlink). */
+  downlinkPublished = 0;
+  downlinkRejected = 0;
   publishStoreFailures = 0;
   storeRetries = 0;
   malformedPackets = 0;

@@ -16,7 +16,9 @@ import type {
   StoredSubscription,
 } from '../store/types';
 import { StoreError } from '../store/types';
+import { topicMatches } from '../protocol/topics';
 import { recordedBrokers, untilReachable } from './broker-set';
+import { DownlinkReader } from './downlink';
 import { Membership } from './membership';
 import { Unreadable, decodeMessage, encodeMessage } from './message-codec';
 import { ClusterNames, digest } from './names';
@@ -46,7 +48,20 @@ export interface ClusterStoreOptions {
   snapshotRenewMs: number;
   /** Deliveries read for a session when it is opened, at most (the rest follow as they are read). */
   openReadLimit: number;
+  /** The bridge's uplink: which MQTT messages go to which RocketMQ topic (docs/bridge.md). */
+  uplink: UplinkRoute[];
+  /** The bridge's downlink topic; undefined: no downlink. */
+  downlinkTopic: string | undefined;
+  /** Largest payload a downlink message may carry. */
+  maxPayload: number;
   log: ClusterLog;
+}
+
+/** A route of the bridge's uplink (the config's `bridgeUplink`): '' topic = the message topic, '' tag = the first level. */
+export interface UplinkRoute {
+  filter: string;
+  topic: string;
+  tag: string;
 }
 
 /** Properties of a QoS 2 PUBLISH whose "received" record is the message itself, in the publisher's log. */
@@ -107,6 +122,11 @@ export class ClusterStore implements Store {
   private listener: StoreListener | undefined;
   private readonly held = new Map<string, HeldSession>();
   private readonly uniqKeys = new WeakMap<Message, string>();
+  /** Messages from the downlink: never sent back to an uplink topic. */
+  private readonly fromDownlink = new WeakSet<Message>();
+  /** Topics that hold MQTT messages (the message topic, uplink topics): `messageQueues` queues per broker. */
+  private readonly dataTopics = new Set<string>();
+  private downlink: DownlinkReader | undefined;
   private nextSeq = 1;
   private readonly inboxOf = new Map<string, string>();
   private readonly indexByKey = new Map<string, IndexRecordBody>();
@@ -140,7 +160,10 @@ export class ClusterStore implements Store {
   async load(listener: StoreListener): Promise<LoadedState> {
     this.listener = listener;
     const n = this.names;
-    await this.ensureTopic(n.messages, this.options.messageQueues);
+    this.dataTopics.add(n.messages);
+    for (const route of this.options.uplink) if (route.topic !== '') this.dataTopics.add(route.topic);
+    for (const topic of this.dataTopics) await this.ensureTopic(topic, this.options.messageQueues);
+    if (this.options.downlinkTopic !== undefined) await this.ensureTopic(this.options.downlinkTopic, this.options.messageQueues);
     await this.ensureTopic(n.logs, 1);
     await this.ensureTopic(n.nodes, 1);
     await this.ensureTopic(n.subscriptions, 1, true);
@@ -163,6 +186,21 @@ export class ClusterStore implements Store {
     await this.ensureTopic(n.members, 1, true);
     const membersQueue = (await this.mq.getPublishQueues(n.members))[0]!;
     await this.mq.send({ topic: n.members, body: JSON.stringify({ nodeId: this.options.nodeId }), keys: [digest(this.options.nodeId)] }, { queue: membersQueue });
+    if (this.options.downlinkTopic !== undefined) {
+      this.downlink = new DownlinkReader(this.mq, this.membership, {
+        topic: this.options.downlinkTopic,
+        group: `${n.cluster}_bridge`,
+        maxPayload: this.options.maxPayload,
+        log: this.options.log,
+        publish: (message, uniqKey) => {
+          this.uniqKeys.set(message, uniqKey);
+          this.fromDownlink.add(message);
+          return this.listener!.bridged(message);
+        },
+        rejected: () => this.listener?.unreadable('downlink'),
+      });
+      this.downlink.start();
+    }
     this.orphanTimer = setInterval(() => void this.lookAfterDeadNodes(), Math.max(200, Math.floor(this.options.nodeLeaseMs / 2)));
     this.orphanTimer.unref();
     this.renewTimer = setInterval(() => this.renewSnapshots(), Math.max(500, Math.floor(this.options.snapshotRenewMs / 8)));
@@ -274,6 +312,7 @@ export class ClusterStore implements Store {
     this.closed = true;
     if (this.orphanTimer) clearInterval(this.orphanTimer);
     if (this.renewTimer) clearInterval(this.renewTimer);
+    await this.downlink?.stop();
     await Promise.all([...this.held.values()].map((h) => h.chain));
     for (const held of this.held.values()) for (const tail of held.inboxTails) void tail.stop();
     for (const tail of [...this.indexTails, ...this.retainedTails]) void tail.stop();
@@ -482,7 +521,7 @@ export class ClusterStore implements Store {
   /** Logged once per message with its id (it is acknowledged, so never read again) and counted. */
   private skipUnreadable(held: HeldSession, m: RocketMessage, why: Unreadable): void {
     this.options.log.warn({ clientId: held.clientId, msgId: m.uniqKey ?? m.offsetMsgId, offsetMsgId: m.offsetMsgId, topic: m.topic, reason: why.reason }, 'unreadable message in an inbox skipped');
-    this.listener?.unreadable(held.clientId);
+    this.listener?.unreadable('inbox');
   }
 
   /**
@@ -687,11 +726,19 @@ export class ClusterStore implements Store {
     held.positions.clear();
   }
 
-  /** One SEND per PUBLISH, indexed into every recipient's inbox (and the QoS 2 publisher's log). */
+  /**
+   * One SEND per PUBLISH, indexed into every recipient's inbox (and the QoS 2 publisher's log), to
+   * the topic of the first uplink route that matches. A message that no route wants and nobody
+   * receives is not sent.
+   */
   private async publish(message: Message, clientIds: string[], qos2: { clientId: string; packetId: number } | undefined): Promise<void> {
     const encoded = encodeMessage(message);
     const inboxes = [...new Set(clientIds.map((id) => this.inboxOf.get(id)).filter((x): x is string => x !== undefined))];
-    const queue = this.homeQueue(this.names.messages, message.publisherId);
+    const route = this.fromDownlink.has(message) ? undefined : this.options.uplink.find((r) => topicMatches(r.filter, message.topic));
+    if (!route && inboxes.length === 0 && !qos2) return;
+    const topic = route?.topic || this.names.messages;
+    if (route?.tag) encoded.tags = route.tag;
+    const queue = this.homeQueue(topic, message.publisherId);
     const properties = { ...encoded.properties };
     const extra: string[] = [];
     if (qos2) {
@@ -704,7 +751,7 @@ export class ClusterStore implements Store {
     // retry's copy is then recognised and dropped by the readers.
     let uniqKey = this.uniqKeys.get(message);
     if (uniqKey === undefined) this.uniqKeys.set(message, (uniqKey = createUniqKey()));
-    const outgoing = { topic: this.names.messages, body: encoded.body, tags: encoded.tags, keys: encoded.keys, properties, uniqKey };
+    const outgoing = { topic, body: encoded.body, tags: encoded.tags, keys: encoded.keys, properties, uniqKey };
     const chunks: string[][] = [];
     const all = [...extra, ...inboxes];
     for (let i = 0; i < all.length; i += DISPATCH_CHUNK) chunks.push(all.slice(i, i + DISPATCH_CHUNK));
@@ -933,7 +980,7 @@ export class ClusterStore implements Store {
         bestScore = score;
       }
     }
-    const queues = topic === this.names.messages ? this.options.messageQueues : 1;
+    const queues = this.dataTopics.has(topic) ? this.options.messageQueues : 1;
     const queueId = queues > 1 ? parseInt(digest(key).slice(0, 8), 16) % queues : 0;
     return { topic, queueId, brokerName: best };
   }

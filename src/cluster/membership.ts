@@ -85,11 +85,20 @@ export class Membership {
     const [nodeId, incarnation] = nodeKey.split('/');
     const current = this.currentIncarnation.get(nodeId ?? '');
     if (current !== undefined && current !== incarnation) return true; // restarted: the old one is gone
+    if (!this.settled()) return false;
     const now = Date.now();
-    const watchingSince = Math.max(this.started, ...this.tails.map((t) => t.healthySince ?? now));
-    if (now - watchingSince < this.leaseMs) return false;
     const seen = this.lastSeen.get(nodeKey);
     return seen === undefined || now - seen > this.leaseMs;
+  }
+
+  /**
+   * True once this node has read every heartbeat for a whole lease without a break: its view of
+   * who is alive is complete (before that, a live node may not have been seen yet).
+   */
+  settled(): boolean {
+    const now = Date.now();
+    const watchingSince = Math.max(this.started, ...this.tails.map((t) => t.healthySince ?? now));
+    return now - watchingSince >= this.leaseMs;
   }
 
   /** The live node (this one included) that looks after `clientId` when its node is gone: rendezvous hashing. */

@@ -21,6 +21,8 @@ export function createMetrics(broker: Broker): Registry {
   counter('iotbridge_wills_published_total', 'Wills published', () => s.willsPublished);
   counter('iotbridge_sessions_expired_total', 'Sessions removed by expiry', () => s.sessionsExpired);
   counter('iotbridge_store_retries_total', 'Store commits retried', () => s.storeRetries);
+  counter('iotbridge_bridge_downlink_total', 'Cluster mode: messages from RocketMQ applications published to MQTT subscribers', () => s.downlinkPublished);
+  counter('iotbridge_bridge_downlink_rejected_total', 'Cluster mode: messages from RocketMQ applications refused (no or invalid MQTT topic, bad properties, too large)', () => s.downlinkRejected);
   counter('iotbridge_publish_store_failures_total', 'Publishes refused after the store retries were spent', () => s.publishStoreFailures);
   const dropped = new Counter({
     name: 'iotbridge_messages_dropped_total',

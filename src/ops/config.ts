@@ -24,9 +24,37 @@ export interface Config extends BrokerOptions, ListenerOptions {
   nodeLeaseMs: number;
   clusterMessageQueues: number;
   sessionSnapshotRenewMs: number;
+  bridgeUplink: UplinkRoute[];
+  bridgeDownlink: boolean;
+  bridgeDownlinkTopic: string;
 }
 
-type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool';
+/** Cluster mode: MQTT messages whose topic `filter` matches go to RocketMQ `topic` with `tag` (docs/bridge.md). */
+export interface UplinkRoute {
+  filter: string;
+  /** '' : the cluster's message topic (`<clusterName>_msg`). */
+  topic: string;
+  /** '' : the first level of the MQTT topic. */
+  tag: string;
+}
+
+/** `sensors/#=iot_uplink:temp` → { filter: 'sensors/#', topic: 'iot_uplink', tag: 'temp' } */
+export function parseUplinkRoute(text: string): UplinkRoute | string {
+  const eq = text.lastIndexOf('=');
+  const filter = eq < 0 ? text : text.slice(0, eq);
+  const target = eq < 0 ? '' : text.slice(eq + 1);
+  const colon = target.indexOf(':');
+  const topic = colon < 0 ? target : target.slice(0, colon);
+  const tag = colon < 0 ? '' : target.slice(colon + 1);
+  const filterError = topicFilterError(filter);
+  if (filterError) return `${JSON.stringify(filter)} is not a valid topic filter (${filterError})`;
+  if (filter.startsWith('$share/')) return `${JSON.stringify(filter)}: a shared subscription is not a route`;
+  if (topic !== '' && !/^[a-zA-Z0-9_-]{1,100}$/.test(topic)) return `${JSON.stringify(topic)} is not a RocketMQ topic name (1 to 100 letters, digits, _ or -)`;
+  if (colon >= 0 && !/^[^\s|\u0001\u0002]{1,100}$/.test(tag)) return `${JSON.stringify(tag)} is not a RocketMQ tag (no spaces or |)`;
+  return { filter, topic, tag };
+}
+
+type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool' | 'uplink';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -62,6 +90,9 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'nodeLeaseMs', kind: 'int', min: 1000, max: 60_000, doc: 'A node whose heartbeat was not seen for this long is dead to the others: they take over its sessions and publish its clients\' wills. A node that could not renew its lease for 80% of it stops acknowledging.' },
   { key: 'clusterMessageQueues', kind: 'int', min: 1, max: 64, doc: 'Queues of the cluster\'s message topic on each RocketMQ broker (publishers are spread over them by client id).' },
   { key: 'sessionSnapshotRenewMs', kind: 'int', min: 1000, max: 7 * 24 * 3_600_000, doc: 'Cluster mode: a session log gets a fresh snapshot at least this often, also when nothing changes, so that RocketMQ\'s retention (`fileReservedTime`, 72 h by default) never deletes the last one. Keep it well below the retention.' },
+  { key: 'bridgeUplink', kind: 'uplink', doc: 'Cluster mode: which MQTT messages RocketMQ applications can consume, and where. Each route is `filter`, `filter=topic` or `filter=topic:tag`; the first route whose filter matches a message\'s topic sends it to that RocketMQ topic (created on every broker with `clusterMessageQueues` queues), tagged with the fixed tag or else the first topic level. An empty topic means the cluster\'s message topic `<clusterName>_msg`. A message no route matches reaches RocketMQ only if an MQTT subscriber wants it. Default `#`: every message, in `<clusterName>_msg`. See docs/bridge.md.' },
+  { key: 'bridgeDownlink', kind: 'bool', doc: 'Cluster mode: deliver to MQTT subscribers what RocketMQ applications send to `bridgeDownlinkTopic` (docs/bridge.md).' },
+  { key: 'bridgeDownlinkTopic', kind: 'optional-string', doc: 'Cluster mode: the RocketMQ topic RocketMQ applications send downlink messages to; empty: `<clusterName>_downlink`.' },
   { key: 'maxPacketSize', kind: 'int', min: 64, max: 268435455, doc: 'Largest MQTT packet accepted, bytes; announced in CONNACK. Larger packets are refused from their fixed header, before buffering (MQTT 5: DISCONNECT 0x95).' },
   { key: 'receiveMaximum', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 PUBLISHes an MQTT 5 client may have unacknowledged towards the broker; more gets DISCONNECT 0x93.' },
   { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
@@ -103,6 +134,9 @@ export const defaultConfig: Config = {
   nodeLeaseMs: 10_000,
   clusterMessageQueues: 8,
   sessionSnapshotRenewMs: 6 * 3_600_000,
+  bridgeUplink: [{ filter: '#', topic: '', tag: '' }],
+  bridgeDownlink: true,
+  bridgeDownlinkTopic: '',
 };
 
 export class ConfigError extends Error {
@@ -135,6 +169,17 @@ function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Co
         if (error) throw new ConfigError(`${where}: ${JSON.stringify(filter)} is not a valid topic filter (${error})`);
       }
       return list;
+    }
+    case 'uplink': {
+      const list = typeof raw === 'string' ? (raw === '' ? [] : raw.split(',')) : raw;
+      if (!Array.isArray(list) || !list.every((f) => typeof f === 'string')) {
+        throw new ConfigError(`${where} must be a list of routes (filter, filter=topic or filter=topic:tag), got ${JSON.stringify(raw)}`);
+      }
+      return list.map((text) => {
+        const route = parseUplinkRoute(text);
+        if (typeof route === 'string') throw new ConfigError(`${where}: ${route}`);
+        return route;
+      });
     }
     case 'int': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
@@ -219,6 +264,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (!/^[a-zA-Z0-9_-]{1,32}$/.test(config.clusterName)) {
     throw new ConfigError(`clusterName must be 1 to 32 letters, digits, _ or -, got ${JSON.stringify(config.clusterName)}`);
+  }
+  if (config.bridgeDownlinkTopic !== '' && !/^[a-zA-Z0-9_-]{1,100}$/.test(config.bridgeDownlinkTopic)) {
+    throw new ConfigError(`bridgeDownlinkTopic must be a RocketMQ topic name (1 to 100 letters, digits, _ or -), got ${JSON.stringify(config.bridgeDownlinkTopic)}`);
   }
   if (config.publishRetryMaxMs < config.publishRetryBaseMs) {
     throw new ConfigError('publishRetryMaxMs must not be smaller than publishRetryBaseMs');

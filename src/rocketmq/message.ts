@@ -44,7 +44,7 @@ export interface OutgoingMessage {
    */
   shardingKey?: string;
   /**
-   * The UNIQ_KEY to send with (32 hex characters); default: a new one. Give the same key when
+   * The UNIQ_KEY to send with (16 to 64 hex characters); default: a new one. Give the same key when
    * sending a message again after a send whose outcome is unknown (a timeout), so that readers
    * can recognise the second copy.
    */

@@ -74,7 +74,8 @@ export function createUniqKey(): string {
 
 function uniqKeyOf(msg: OutgoingMessage): string {
   if (msg.uniqKey === undefined) return createUniqKey();
-  if (!/^[0-9A-Fa-f]{32}$/.test(msg.uniqKey)) throw new InvalidArgumentError(`uniqKey must be 32 hex characters, got ${JSON.stringify(msg.uniqKey)}`);
+  // The Java client makes 32 hex characters from an IPv4 address and 56 from an IPv6 one.
+  if (!/^[0-9A-Fa-f]{16,64}$/.test(msg.uniqKey)) throw new InvalidArgumentError(`uniqKey must be 16 to 64 hex characters, got ${JSON.stringify(msg.uniqKey)}`);
   return msg.uniqKey.toUpperCase();
 }
 

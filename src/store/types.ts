@@ -131,8 +131,17 @@ export interface StoreListener {
   routeChanged(clientId: string, filter: string, sub: StoredSubscription | undefined): void;
   /** The retained message of `topic` was set (or cleared: undefined) by any node. */
   retainedChanged(topic: string, message: Message | undefined): void;
-  /** A stored message for a session that is not an MQTT message (foreign or malformed): skipped and acknowledged by the store, counted here. */
-  unreadable(clientId: string): void;
+  /**
+   * A stored message that is not an MQTT message (foreign or malformed), in a session's inbox or
+   * from a RocketMQ application (the bridge's downlink): skipped and acknowledged by the store,
+   * counted here.
+   */
+  unreadable(source: 'inbox' | 'downlink'): void;
+  /**
+   * A message from outside MQTT (cluster mode: a RocketMQ application, the bridge's downlink):
+   * routed like a PUBLISH of no client. Resolves once it is stored for every recipient.
+   */
+  bridged(message: Message): Promise<void>;
 }
 
 /**

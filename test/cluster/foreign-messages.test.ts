@@ -25,9 +25,9 @@ const BAD: { why: string; properties: Record<string, string> }[] = [
   { why: 'no MQTT properties at all', properties: {} },
   { why: 'a wildcard topic', properties: { mqtt_topic: 'fm/+', mqtt_qos: '1' } },
   { why: 'QoS 7', properties: { mqtt_topic: 'fm/x', mqtt_qos: '7' } },
-  { why: 'user properties that are not pairs', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_props: '{"userProperties":5}' } },
-  { why: 'MQTT 5 properties that are not JSON', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_props: 'not json' } },
-  { why: 'a client id that is not a JSON string', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_client: '{"a":1}' } },
+  { why: 'user properties that are not pairs', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_user_props: '{"a":5}' } },
+  { why: 'user properties that are not JSON', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_user_props: 'not json' } },
+  { why: 'correlation data that is not base64', properties: { mqtt_topic: 'fm/x', mqtt_qos: '1', mqtt_correlation_data: '%%' } },
 ];
 
 test('cluster G10: foreign and malformed messages in an inbox are skipped, counted and logged; the others arrive in order and nothing comes back', async () => {
