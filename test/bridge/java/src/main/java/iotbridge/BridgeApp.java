@@ -88,13 +88,10 @@ public final class BridgeApp {
         String tags = opts.getOrDefault("tags", "*");
         boolean broadcast = opts.containsKey("broadcast");
 
-        DefaultMQPushConsumer consumer =
-            new DefaultMQPushConsumer(group);
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(group);
         consumer.setNamesrvAddr(namesrv);
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
-        consumer.setMessageModel(broadcast
-            ? MessageModel.BROADCASTING
-            : MessageModel.CLUSTERING);
+        consumer.setMessageModel(broadcast ? MessageModel.BROADCASTING : MessageModel.CLUSTERING);
         consumer.subscribe(topic, tags);
         // A unique instance name, so each process has its own client id. Broadcasting consumers otherwise
         // keep instanceName DEFAULT (clientId ip@DEFAULT) and two of them on one host share one local
@@ -117,12 +114,9 @@ public final class BridgeApp {
                 return averagely.getName();
             }
         });
-        AtomicBoolean stopping = new AtomicBoolean(false);
         consumer.registerMessageListener(new MessageListenerOrderly() {
             @Override
-            public ConsumeOrderlyStatus consumeMessage(
-                List<MessageExt> msgs,
-                ConsumeOrderlyContext context) {
+            public ConsumeOrderlyStatus consumeMessage(List<MessageExt> msgs, ConsumeOrderlyContext context) {
                 for (MessageExt m : msgs) {
                     emit(describe(m, context.getMessageQueue().getBrokerName()));
                 }
@@ -132,7 +126,6 @@ public final class BridgeApp {
 
         AtomicBoolean shutDown = new AtomicBoolean(false);
         Runnable shutdown = () -> {
-            stopping.set(true);
             if (shutDown.compareAndSet(false, true)) consumer.shutdown();
         };
         // SIGTERM (and System.exit) run shutdown hooks.
@@ -197,8 +190,7 @@ public final class BridgeApp {
     private static void produce(Map<String, String> opts) throws Exception {
         String namesrv = required(opts, "namesrv");
         String group = opts.getOrDefault("group", "iotb_test_producer");
-        DefaultMQProducer producer =
-            new DefaultMQProducer(group);
+        DefaultMQProducer producer = new DefaultMQProducer(group);
         producer.setNamesrvAddr(namesrv);
         if (opts.containsKey("send-timeout-ms")) producer.setSendMsgTimeout(Integer.parseInt(opts.get("send-timeout-ms")));
 
@@ -237,8 +229,7 @@ public final class BridgeApp {
             if (topic == null || topic.isEmpty()) throw new IllegalArgumentException("topic is required");
             String b64 = req.getString("body");
             if (b64 == null) throw new IllegalArgumentException("body (base64) is required");
-            Message msg =
-                new Message(topic, Base64.getDecoder().decode(b64));
+            Message msg = new Message(topic, Base64.getDecoder().decode(b64));
             String tags = req.getString("tags");
             if (tags != null && !tags.isEmpty()) msg.setTags(tags);
             Object keys = req.get("keys");
