@@ -2,6 +2,7 @@
 // `npm run bench -- --cluster [--quick]` runs bench/cluster.ts instead.
 // Starts each broker in turn (pinned to one core), runs every case against it with the generator
 // pinned to the other core, and writes bench/results/<timestamp>.jsonl, latest.md and latest.png.
+import { runBridgeBench } from './bridge';
 import { runClusterBench } from './cluster';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -401,7 +402,13 @@ async function main(): Promise<void> {
 }
 
 // `--cluster`: cluster mode beside the embedded broker (bench/cluster.ts), instead of the peers.
-const entry = process.argv.includes('--cluster') ? () => runClusterBench(process.argv.includes('--quick')) : main;
+// `--bridge`: the bridge's uplink and downlink throughput and latency (bench/bridge.ts).
+const quickRun = process.argv.includes('--quick');
+const entry = process.argv.includes('--cluster')
+  ? () => runClusterBench(quickRun)
+  : process.argv.includes('--bridge')
+    ? () => runBridgeBench(quickRun)
+    : main;
 entry().catch((e: unknown) => {
   process.stderr.write(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
   process.exit(1);

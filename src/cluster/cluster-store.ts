@@ -73,6 +73,8 @@ const LONG_POLL_MS = 5000;
 const READ_BATCH = 32;
 /** Entries per inbox instance whose UNIQ_KEY a reader remembers, to drop a retried SEND's second copy. */
 const DEDUPE_WINDOW = 1024;
+/** Entries before its start offset a reader reads for their UNIQ_KEYs only (a copy that straddles a takeover). */
+const DEDUPE_PREREAD = 256;
 
 interface Position {
   broker: string;
@@ -449,13 +451,16 @@ export class ClusterStore implements Store {
       const done = new Set(positions.done);
       const pubrec = new Set(positions.pubrec);
       let next = positions.floor;
+      await this.preReadKeys(held, queue, next);
       const end = (await this.mq.getMaxOffset(queue)) - 1;
       const dropped: Change[] = [];
       while (next <= end && entries.length < this.options.openReadLimit) {
         const result = await this.mq.pull(queue, next, { maxMessages: READ_BATCH });
         for (const m of result.messages) {
-          if (m.queueOffset < next || done.has(m.queueOffset)) continue;
-          if (this.seenBefore(held, broker, m)) {
+          if (m.queueOffset < next) continue;
+          const copy = this.seenBefore(held, broker, m); // done entries too: their keys join the window
+          if (done.has(m.queueOffset)) continue;
+          if (copy) {
             dropped.push({ k: 'done', broker, offset: m.queueOffset });
             continue;
           }
@@ -485,6 +490,22 @@ export class ClusterStore implements Store {
       this.followInbox(held, queue, next);
     }
     return entries;
+  }
+
+  /**
+   * The UNIQ_KEYs of the entries just before `floor`: a second copy of a SEND whose first copy was
+   * acknowledged under an earlier owner is then still recognised (a retried SEND, a downlink
+   * message published by two nodes). Bounded: DEDUPE_PREREAD entries, a few pulls per CONNECT.
+   */
+  private async preReadKeys(held: HeldSession, queue: MessageQueue, floor: number): Promise<void> {
+    if (floor === 0) return;
+    let from = Math.max(floor - DEDUPE_PREREAD, await this.mq.getMinOffset(queue));
+    while (from < floor) {
+      const result = await this.mq.pull(queue, from, { maxMessages: READ_BATCH });
+      for (const m of result.messages) if (m.queueOffset >= from && m.queueOffset < floor) this.seenBefore(held, queue.brokerName, m);
+      if (result.nextBeginOffset <= from) break;
+      from = result.nextBeginOffset;
+    }
   }
 
   private followInbox(held: HeldSession, queue: MessageQueue, from: number): void {
@@ -527,7 +548,8 @@ export class ClusterStore implements Store {
   /**
    * A second copy of a SEND that was retried after a timeout has the first one's UNIQ_KEY: the
    * reader drops it. It remembers the keys of the last DEDUPE_WINDOW entries it read per inbox
-   * instance. (Not yet: a reader that starts at an offset does not read the window before it.)
+   * instance, and a reader that opens a session reads DEDUPE_PREREAD entries before its start for
+   * their keys (preReadKeys).
    */
   private seenBefore(held: HeldSession, broker: string, m: RocketMessage): boolean {
     if (m.uniqKey === undefined) return false;

@@ -41,6 +41,8 @@ export interface ConsumerOptions {
   /** Subscription expression, e.g. `a || b`; default `*`. */
   tags?: string;
   broadcast?: boolean;
+  /** Called as each message arrives (the benchmark stamps arrival times). */
+  onMessage?: (message: ConsumedMessage) => void;
   /**
    * Client instance name. Default: unique per process. Broadcasting consumers keep their offsets in a
    * local file per client id, so only a repeated name resumes where an earlier process stopped.
@@ -484,7 +486,9 @@ export async function startConsumer(opts: ConsumerOptions): Promise<JavaConsumer
   proc.onLine((value) => {
     if (value.ready === true) return;
     try {
-      messages.push(parseConsumed(value));
+      const message = parseConsumed(value);
+      messages.push(message);
+      opts.onMessage?.(message);
     } catch (err) {
       parseErrors.push((err as Error).message);
     }

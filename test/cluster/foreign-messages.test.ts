@@ -76,6 +76,60 @@ test('cluster G10: foreign and malformed messages in an inbox are skipped, count
   }
 });
 
+test('cluster: a second copy of an acknowledged message (same UNIQ_KEY) that arrives after the session moved is dropped', async () => {
+  const options = { clientId: 'dup-sub', clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } };
+  const first = await connect(a.port, options);
+  const firstGot = collect(first);
+  await first.subscribeAsync('dup/#', { qos: 1 });
+  const pub = await connect(b.port, { clientId: 'dup-pub' });
+  const mq = newClient();
+  try {
+    await pub.publishAsync('dup/x', 'original', { qos: 1 });
+    await firstGot.waitFor(1, 15_000);
+    await sleep(500); // its ack is stored
+    await endClient(first);
+    let received: ReturnType<typeof collect> | undefined;
+    const second = await connect(b.port, options, (client) => (received = collect(client)));
+    try {
+      // A retried SEND (or a downlink message published by two nodes) lands its second copy now.
+      const inbox = await inboxOf(mq, 'dup-sub');
+      const original = await findInInbox(mq, inbox, 'original');
+      const [queue] = await mq.getPublishQueues(`${cluster.name}_msg`);
+      await mq.sendToLmqs(
+        { topic: `${cluster.name}_msg`, body: 'original', properties: { mqtt_topic: 'dup/x', mqtt_qos: '1' }, uniqKey: original.uniqKey },
+        [inbox],
+        { queue: queue!, resolveLmqOffsets: false },
+      );
+      await pub.publishAsync('dup/x', 'marker', { qos: 1 });
+      await received!.waitFor(1, 15_000);
+      await sleep(300);
+      assert.deepEqual(received!.messages.map((m) => m.payload.toString()), ['marker'], cluster.logs());
+    } finally {
+      await endClient(second, true);
+    }
+  } finally {
+    mq.close();
+    await endClient(pub, true);
+    await endClient(first, true);
+  }
+});
+
+/** The stored entry of an inbox whose body is `body` (on any broker). */
+async function findInInbox(mq: ReturnType<typeof newClient>, inbox: string, body: string): Promise<{ uniqKey: string }> {
+  const brokers = [...new Set((await mq.getPublishQueues(`${cluster.name}_msg`)).map((q) => q.brokerName))];
+  for (const brokerName of brokers) {
+    const queue = { topic: inbox, queueId: 0, brokerName };
+    const end = await mq.getMaxOffset(queue);
+    for (let offset = 0; offset < end; ) {
+      const result = await mq.pull(queue, offset, { maxMessages: 32 });
+      for (const m of result.messages) if (m.body.toString() === body && m.uniqKey) return { uniqKey: m.uniqKey };
+      if (result.nextBeginOffset <= offset) break;
+      offset = result.nextBeginOffset;
+    }
+  }
+  throw new Error(`${body} not found in ${inbox}`);
+}
+
 /** The inbox LMQ of a session, from its record in the subscription index (as any node reads it). */
 async function inboxOf(mq: ReturnType<typeof newClient>, clientId: string): Promise<string> {
   for (const queue of await mq.getSubscribeQueues(`${cluster.name}_subs`)) {
