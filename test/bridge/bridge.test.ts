@@ -3,12 +3,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DEFAULT_ROCKETMQ_VERSION, defaultCacheDir } from '../../scripts/rocketmq/local-rocketmq';
 import http from 'node:http';
 import { RawClient } from '../guarantees/raw-client';
 import { collect, connect, endClient, sleep } from '../helpers';
 import { namesrvAddr } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from '../cluster/nodes';
-import { buildJavaApp, startConsumer, startProducer, type ConsumedMessage, type JavaConsumer, type JavaProducer } from './java-app';
+import { buildJavaApp, repoRoot, startConsumer, startProducer, type ConsumedMessage, type JavaConsumer, type JavaProducer } from './java-app';
 
 const cluster = new TestCluster();
 const uplink = `${cluster.name}_up`;
@@ -224,6 +227,55 @@ test('bridge request/response: a service answers an MQTT 5 request through Rocke
     await endClient(device, true);
   }
 });
+
+test('bridge docs: the command-line examples of docs/bridge.md work as written (mqadmin, the jshell downlink script)', async () => {
+  const lib = path.join(defaultCacheDir(DEFAULT_ROCKETMQ_VERSION), 'lib');
+  await mosquittoPub(a.port, ['-i', 'br-cli', '-q', '1', '-t', 'br/cli/t', '-m', '21.5']);
+  const mqadmin = (...args: string[]): Promise<string> => run('java', ['-cp', `${lib}/*`, 'org.apache.rocketmq.tools.command.MQAdminStartup', ...args]);
+  let ids: string[] = [];
+  for (let attempt = 0; attempt < 5 && ids.length === 0; attempt++) {
+    const byKey = await mqadmin('queryMsgByKey', '-n', namesrvAddr(), '-t', uplink, '-k', 'br-cli');
+    ids = [...byKey.matchAll(/^([0-9A-F]{32})\s+\d+\s+\d+\s*$/gm)].map((m) => m[1]!);
+    if (ids.length === 0) await sleep(1000); // the key index is built asynchronously
+  }
+  assert.equal(ids.length, 1, 'queryMsgByKey finds the device\'s message');
+  const byId = await mqadmin('queryMsgById', '-n', namesrvAddr(), '-t', uplink, '-i', ids[0]!);
+  assert.match(byId, /mqtt_topic=br\/cli\/t/);
+  assert.match(byId, /mqtt_client=br-cli/);
+
+  const device = await connect(b.port, { clientId: 'br-cli-sub' });
+  const got = collect(device);
+  try {
+    await device.subscribeAsync('cli/cmd', { qos: 1 });
+    const classPath = fs.readdirSync(lib).filter((f) => f.endsWith('.jar')).map((f) => path.join(lib, f)).join(':');
+    const out = await run('jshell', [
+      `-R-Dnamesrv=${namesrvAddr()}`, `-R-Dtopic=${downlink}`, '-R-DmqttTopic=cli/cmd', '-R-Dbody=reboot',
+      '--class-path', classPath, path.join(repoRoot(), 'examples', 'bridge', 'downlink.jsh'),
+    ]);
+    assert.match(out, /SEND_OK/);
+    const [message] = await got.waitFor(1, 30_000);
+    assert.equal(message!.payload.toString(), 'reboot');
+  } finally {
+    await endClient(device, true);
+  }
+});
+
+/** Runs a command to its end (bounded: 120 s); resolves with stdout, rejects on a non-zero exit. */
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${cmd} exited with ${code}: ${stderr.slice(-2000)}`));
+    });
+  });
+}
 
 function mosquittoPub(port: number, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
