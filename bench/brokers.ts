@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import type { CaseSpec } from './types';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -21,7 +22,8 @@ export interface BrokerDef {
   /** Null when the broker can run, otherwise why it is skipped. */
   unavailable(): string | null;
   version(): string;
-  launch(port: number, workDir: string): LaunchSpec;
+  /** `spec`: the case it runs (Mosquitto persists only for persistent-session cases). */
+  launch(port: number, workDir: string, spec?: CaseSpec): LaunchSpec;
 }
 
 function readJson(file: string): { version?: string } {
@@ -102,14 +104,17 @@ export function mosquitto(inflight: number): BrokerDef {
       const m = /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`);
       return m ? m[1] : '?';
     },
-    launch: (port, workDir) => {
+    launch: (port, workDir, spec) => {
       const conf = path.join(workDir, 'mosquitto.conf');
+      // Persistent-session cases: persistence on, as a user who wants durable sessions runs it
+      // (saved on the autosave interval and at exit; Mosquitto never fsyncs per message).
+      const persistence = spec?.persistent ? ['persistence true', `persistence_location ${workDir}/`, 'autosave_interval 1800'] : ['persistence false'];
       fs.writeFileSync(
         conf,
         [
           `listener ${port} 127.0.0.1`,
           'allow_anonymous true',
-          'persistence false',
+          ...persistence,
           'set_tcp_nodelay true',
           `max_inflight_messages ${inflight}`,
           'max_queued_messages 1000000',
@@ -228,8 +233,8 @@ export class RunningBroker {
   }
 }
 
-export async function startBroker(def: BrokerDef, core: string | null, port: number, workDir: string, timeoutMs: number): Promise<RunningBroker> {
-  const l = def.launch(port, workDir);
+export async function startBroker(def: BrokerDef, core: string | null, port: number, workDir: string, timeoutMs: number, spec?: CaseSpec): Promise<RunningBroker> {
+  const l = def.launch(port, workDir, spec);
   const p = pinned(core, l.cmd, l.args);
   const child = spawn(p.cmd, p.args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const b = new RunningBroker(child);

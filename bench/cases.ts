@@ -29,6 +29,12 @@ export function buildCases(quick: boolean): CaseSpec[] {
       cases.push({ ...base, id: `p2p-qos${qos}-${payloadBytes === 1024 ? '1KiB' : `${payloadBytes}B`}`, scenario: 'p2p', qos, payloadBytes });
     }
   }
+  // The durable path: every publisher and subscriber on a persistent session, so each delivery is stored.
+  for (const payloadBytes of payloads) {
+    for (const qos of [1, 2] as QoS[]) {
+      cases.push({ ...base, id: `p2p-persistent-qos${qos}-${payloadBytes === 1024 ? '1KiB' : `${payloadBytes}B`}`, scenario: 'p2p', qos, payloadBytes, persistent: true });
+    }
+  }
   for (const qos of (quick ? [1] : [0, 1]) as QoS[]) {
     cases.push({
       ...base,

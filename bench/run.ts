@@ -243,7 +243,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
   let broker: RunningBroker | null = null;
   try {
     const port = await freePort();
-    broker = await startBroker(def, cores.broker, port, workDir, 20_000);
+    broker = await startBroker(def, cores.broker, port, workDir, 20_000, spec);
     const rssStart = readRssKiB(broker.pid);
     const run = await runGenerator(spec, port, broker, cores);
     const rssEnd = readRssKiB(broker.pid);

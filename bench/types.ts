@@ -34,6 +34,8 @@ export interface CaseSpec {
   ackBatchMs: number;
   /** Connect case only: number of connections to open. */
   connections: number;
+  /** Publishers and subscribers connect with clean session 0: every delivery is stored (the durable path). */
+  persistent?: boolean;
 }
 
 export interface LatencyStats {

@@ -105,8 +105,8 @@ export class Conn {
     });
   }
 
-  /** Opens a socket, sends CONNECT (clean session) and resolves on a successful CONNACK. */
-  static open(host: string, port: number, clientId: string, timeoutMs: number, errors: ErrorLog): Promise<Conn> {
+  /** Opens a socket, sends CONNECT and resolves on a successful CONNACK. `clean` false: a persistent session. */
+  static open(host: string, port: number, clientId: string, timeoutMs: number, errors: ErrorLog, clean = true): Promise<Conn> {
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port });
       const conn = new Conn(socket, errors);
@@ -120,7 +120,7 @@ export class Conn {
       };
       const timer = setTimeout(() => fail('connect timeout'), timeoutMs);
       socket.once('connect', () => {
-        socket.write(mqtt.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 0, clientId }));
+        socket.write(mqtt.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean, keepalive: 0, clientId }));
       });
       socket.on('error', (e: Error) => {
         if (!settled) fail(`socket error: ${e.message}`);
@@ -178,6 +178,7 @@ async function openMany(
   deadline: number,
   idPrefix: string,
   errors: ErrorLog,
+  clean = true,
 ): Promise<{ conns: (Conn | null)[]; failed: number }> {
   const conns: (Conn | null)[] = new Array<Conn | null>(n).fill(null);
   let next = 0;
@@ -191,7 +192,7 @@ async function openMany(
         continue;
       }
       try {
-        conns[i] = await Conn.open(host, port, `${idPrefix}${i}`, Math.min(left, 10_000), errors);
+        conns[i] = await Conn.open(host, port, `${idPrefix}${i}`, Math.min(left, 10_000), errors, clean);
       } catch (e) {
         failed++;
         errors.add(`connect: ${(e as Error).message}`);
@@ -555,7 +556,7 @@ export class Engine {
     const all: Conn[] = [];
     try {
       // Subscribers first, each subscribed before any publisher connects.
-      const subOpen = await openMany(this.host, this.subPort, s.subscribers, s.connectConcurrency, setupDeadline, `${this.idPrefix}s`, this.errors);
+      const subOpen = await openMany(this.host, this.subPort, s.subscribers, s.connectConcurrency, setupDeadline, `${this.idPrefix}s`, this.errors, !s.persistent);
       all.push(...subOpen.conns.filter((c): c is Conn => c !== null));
       if (subOpen.failed > 0) throw new Error(`${subOpen.failed} of ${s.subscribers} subscribers failed to connect`);
       this.subs = subOpen.conns.map((c, i) => {
@@ -573,7 +574,7 @@ export class Engine {
         ),
       );
       if (subFailed > 0) throw new Error(`${subFailed} of ${s.subscribers} subscriptions failed`);
-      const pubOpen = await openMany(this.host, this.port, s.publishers, s.connectConcurrency, setupDeadline, `${this.idPrefix}p`, this.errors);
+      const pubOpen = await openMany(this.host, this.port, s.publishers, s.connectConcurrency, setupDeadline, `${this.idPrefix}p`, this.errors, !s.persistent);
       all.push(...pubOpen.conns.filter((c): c is Conn => c !== null));
       if (pubOpen.failed > 0) throw new Error(`${pubOpen.failed} of ${s.publishers} publishers failed to connect`);
       const fanout = s.scenario === 'fanout' ? s.subscribers : 1;

@@ -26,10 +26,14 @@ export interface LmdbStoreOptions {
   mapSize: number;
 }
 
-/** A queue entry as stored: the message is referenced by id, shared by every session it was queued for. */
+/**
+ * A queue entry as stored. A message queued for one session only is stored inline (`message`);
+ * one queued for several is stored once and referenced by id (`messageId`), with a count.
+ */
 interface StoredQueueEntry {
   seq: number;
-  messageId: number;
+  messageId?: number;
+  message?: Message;
   qos: 0 | 1 | 2;
   subscriptionIds: number[];
   retainAsPublished: boolean;
@@ -38,6 +42,12 @@ interface StoredQueueEntry {
 }
 
 type SeqKey = [string, number];
+
+/** Commits waiting for the end of this event-loop turn, to be written in one transaction. */
+interface PendingBatch {
+  ops: StoreOp[];
+  done: Promise<void>;
+}
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
 /**
@@ -94,9 +104,10 @@ export class LmdbStore implements Store {
     for (const { value: record } of this.sessions.getRange()) {
       const queue: QueueEntryRecord[] = [];
       for (const { value } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
-        const message = messageFor(value.messageId);
+        const { messageId, message: inline, ...rest } = value;
+        const message = inline ?? (messageId !== undefined ? messageFor(messageId) : undefined);
         if (!message) continue; // dangling reference: the message was already released
-        const { messageId: _unused, ...rest } = value;
+        if (messageId !== undefined) this.referenced(record.clientId).set(value.seq, messageId);
         queue.push({ ...rest, message });
       }
       const inboundQos2: number[] = [];
@@ -119,34 +130,64 @@ export class LmdbStore implements Store {
     return undefined;
   }
 
+  /**
+   * Commits made in one turn of the event loop share one transaction (and, strict, one fsync):
+   * each PUBLISH, PUBACK and PUBREL of a burst is its own commit, and one transaction per commit
+   * cost more in allocation and GC than the writes themselves. The batch is atomic as a whole,
+   * so each commit in it is, and commits keep their call order inside it.
+   */
   commit(ops: StoreOp[]): Promise<void> {
     if (this.closed) return Promise.reject(new StoreError('closed', 'store is closed'));
     if (ops.length === 0) return this.last;
-    const committed = this.write(ops);
-    this.last = committed.catch(() => undefined);
-    return committed;
+    if (!this.pending) {
+      const batch: PendingBatch = { ops: [], done: undefined as unknown as Promise<void> };
+      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.pending === batch) this.pending = undefined;
+        return this.write(batch.ops);
+      });
+      this.pending = batch;
+      this.last = batch.done.catch(() => undefined);
+    }
+    for (const op of ops) this.pending.ops.push(op);
+    return this.pending.done;
   }
 
+  private pending: PendingBatch | undefined;
+
   private async write(ops: StoreOp[]): Promise<void> {
+    // How many sessions each message of this batch is queued for: one means inline.
+    let queuedFor: Map<Message, number> | undefined;
+    for (const op of ops) {
+      if (op.op !== 'enqueue') continue;
+      queuedFor ??= new Map();
+      queuedFor.set(op.entry.message, (queuedFor.get(op.entry.message) ?? 0) + 1);
+    }
     try {
       await this.root.transaction(() => {
-        for (const op of ops) this.apply(op);
+        for (const op of ops) this.apply(op, queuedFor);
       });
       if (this.options.durability === 'strict') await this.root.flushed;
     } catch (e) {
+      this.rebuildReferences(); // the transaction's changes to them were rolled back
       throw new StoreError('unavailable', `LMDB commit failed: ${(e as Error).message}`);
     }
+  }
+
+  private rebuildReferences(): void {
+    this.byReference.clear();
+    for (const { key, value } of this.queue.getRange()) if (value.messageId !== undefined) this.referenced(key[0]).set(key[1], value.messageId);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.last;
     await this.root.flushed;
     await this.root.close();
   }
 
   /** Runs inside the write transaction: reads see this transaction's writes. */
-  private apply(op: StoreOp): void {
+  private apply(op: StoreOp, queuedFor: Map<Message, number> | undefined): void {
     switch (op.op) {
       case 'putSession':
         void this.sessions.put(op.record.clientId, op.record);
@@ -156,7 +197,12 @@ export class LmdbStore implements Store {
         return;
       case 'enqueue': {
         const { message, ...rest } = op.entry;
+        if (queuedFor?.get(message) === 1 && !this.messageIds.has(message)) {
+          void this.queue.put([op.clientId, op.entry.seq], { ...rest, message });
+          return;
+        }
         const messageId = this.retain(message);
+        this.referenced(op.clientId).set(op.entry.seq, messageId);
         void this.queue.put([op.clientId, op.entry.seq], { ...rest, messageId });
         return;
       }
@@ -166,7 +212,7 @@ export class LmdbStore implements Store {
         return;
       }
       case 'dequeue':
-        this.dequeue([op.clientId, op.seq]);
+        this.dequeue(op.clientId, op.seq);
         return;
       case 'putInboundQos2':
         void this.inbound.put([op.clientId, op.packetId], 1);
@@ -209,15 +255,27 @@ export class LmdbStore implements Store {
     }
   }
 
-  private dequeue(key: SeqKey): void {
-    const entry = this.queue.get(key);
-    if (!entry) return;
-    void this.queue.remove(key);
-    this.release(entry.messageId);
+  /** An inline entry is removed without reading it: only referenced ones are tracked here. */
+  private dequeue(clientId: string, seq: number): void {
+    void this.queue.remove([clientId, seq]);
+    const references = this.byReference.get(clientId);
+    const messageId = references?.get(seq);
+    if (messageId === undefined) return;
+    references!.delete(seq);
+    if (references!.size === 0) this.byReference.delete(clientId);
+    this.release(messageId);
+  }
+
+  /** Queue entries that reference a shared message, by session and sequence: a dequeue must release it. */
+  private readonly byReference = new Map<string, Map<number, number>>();
+  private referenced(clientId: string): Map<number, number> {
+    let references = this.byReference.get(clientId);
+    if (!references) this.byReference.set(clientId, (references = new Map()));
+    return references;
   }
 
   private deleteSession(clientId: string): void {
-    for (const key of [...this.queue.getKeys({ start: [clientId, 0], end: [clientId, MAX_SEQ] })]) this.dequeue(key);
+    for (const key of [...this.queue.getKeys({ start: [clientId, 0], end: [clientId, MAX_SEQ] })]) this.dequeue(clientId, key[1]);
     for (const key of [...this.inbound.getKeys({ start: [clientId, 0], end: [clientId, 65536] })]) {
       void this.inbound.remove(key);
     }
