@@ -64,6 +64,8 @@ export class LmdbStore implements Store {
   private readonly messages: Database<Message, number>;
   private readonly refCounts: Database<number, number>;
   private readonly inbound: Database<number, SeqKey>;
+  /** Deliveries past PUBREC, apart from their entries: marking one must not rewrite its payload. */
+  private readonly released: Database<DeliveryState, SeqKey>;
   private readonly retained: Database<Message, string>;
   private readonly messageIds = new WeakMap<Message, number>();
   private nextMessageId = 1;
@@ -84,6 +86,7 @@ export class LmdbStore implements Store {
     this.messages = this.root.openDB({ name: 'messages' });
     this.refCounts = this.root.openDB({ name: 'refcounts' });
     this.inbound = this.root.openDB({ name: 'inbound-qos2' });
+    this.released = this.root.openDB({ name: 'delivery-states' });
     this.retained = this.root.openDB({ name: 'retained' });
     for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
   }
@@ -108,7 +111,7 @@ export class LmdbStore implements Store {
         const message = inline ?? (messageId !== undefined ? messageFor(messageId) : undefined);
         if (!message) continue; // dangling reference: the message was already released
         if (messageId !== undefined) this.referenced(record.clientId).set(value.seq, messageId);
-        queue.push({ ...rest, message });
+        queue.push({ ...rest, message, state: this.released.get([record.clientId, value.seq]) ?? rest.state });
       }
       const inboundQos2: number[] = [];
       for (const key of this.inbound.getKeys({ start: [record.clientId, 0], end: [record.clientId, 65536] })) {
@@ -196,21 +199,19 @@ export class LmdbStore implements Store {
         this.deleteSession(op.clientId);
         return;
       case 'enqueue': {
-        const { message, ...rest } = op.entry;
-        if (queuedFor?.get(message) === 1 && !this.messageIds.has(message)) {
-          void this.queue.put([op.clientId, op.entry.seq], { ...rest, message });
+        if (queuedFor?.get(op.entry.message) === 1 && !this.messageIds.has(op.entry.message)) {
+          void this.queue.put([op.clientId, op.entry.seq], op.entry); // inline: the record as it is
           return;
         }
+        const { message, ...rest } = op.entry;
         const messageId = this.retain(message);
         this.referenced(op.clientId).set(op.entry.seq, messageId);
         void this.queue.put([op.clientId, op.entry.seq], { ...rest, messageId });
         return;
       }
-      case 'setDeliveryState': {
-        const entry = this.queue.get([op.clientId, op.seq]);
-        if (entry) void this.queue.put([op.clientId, op.seq], { ...entry, state: op.state });
+      case 'setDeliveryState':
+        void this.released.put([op.clientId, op.seq], op.state);
         return;
-      }
       case 'dequeue':
         this.dequeue(op.clientId, op.seq);
         return;
@@ -258,6 +259,7 @@ export class LmdbStore implements Store {
   /** An inline entry is removed without reading it: only referenced ones are tracked here. */
   private dequeue(clientId: string, seq: number): void {
     void this.queue.remove([clientId, seq]);
+    void this.released.remove([clientId, seq]);
     const references = this.byReference.get(clientId);
     const messageId = references?.get(seq);
     if (messageId === undefined) return;
