@@ -713,20 +713,21 @@ export class Broker implements StoreListener {
   /** Commits with bounded retries and backoff; rejects with the last StoreError. */
   persist(ops: StoreOp[]): Promise<void> {
     if (ops.length === 0) return this.store.commit(ops);
-    return this.commitWithRetry(ops, 0);
+    // The common case costs one promise: the retry machinery is set up only after a failure.
+    return this.store.commit(ops).catch((e: unknown) => this.retryCommit(ops, e, 0));
   }
 
-  private async commitWithRetry(ops: StoreOp[], attempt: number): Promise<void> {
+  private async retryCommit(ops: StoreOp[], error: unknown, attempt: number): Promise<void> {
+    const retryable = error instanceof StoreError && error.reason === 'unavailable' && !this.stopped;
+    if (!retryable || attempt >= this.options.publishMaxRetries) throw error;
+    this.stats.storeRetries++;
+    const delay = Math.min(this.options.publishRetryBaseMs * 2 ** attempt, this.options.publishRetryMaxMs);
+    this.log.warn({ attempt: attempt + 1, of: this.options.publishMaxRetries, delayMs: delay, err: (error as Error).message }, 'store commit failed, retrying');
+    await new Promise((resolve) => setTimeout(resolve, delay));
     try {
       await this.store.commit(ops);
     } catch (e) {
-      const retryable = e instanceof StoreError && e.reason === 'unavailable' && !this.stopped;
-      if (!retryable || attempt >= this.options.publishMaxRetries) throw e;
-      this.stats.storeRetries++;
-      const delay = Math.min(this.options.publishRetryBaseMs * 2 ** attempt, this.options.publishRetryMaxMs);
-      this.log.warn({ attempt: attempt + 1, of: this.options.publishMaxRetries, delayMs: delay, err: (e as Error).message }, 'store commit failed, retrying');
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      return this.commitWithRetry(ops, attempt + 1);
+      return this.retryCommit(ops, e, attempt + 1);
     }
   }
 
