@@ -14,6 +14,9 @@ export interface Transport {
   close(): void;
   readonly bufferedBytes: number;
   readonly remoteAddress: string;
+  /** Stop reading from the connection (TCP backpressure) until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
@@ -23,6 +26,8 @@ export interface PendingReply {
   packet: Packet | null;
   ready: boolean;
   closeAfter: boolean;
+  /** Payload bytes of the request, held until the reply goes out. */
+  bytes: number;
 }
 
 /** The limits the client announced in CONNECT (MQTT 5), with 3.1.1 defaults. */
@@ -59,6 +64,9 @@ export class Channel implements SessionOwner {
   readonly outboundAliases = new Map<string, number>();
   private readonly decoder: PacketDecoder;
   private readonly replies: PendingReply[] = [];
+  /** Payload bytes of the requests whose replies wait. */
+  private pendingBytes = 0;
+  private inputPaused = false;
   private readonly heldPackets: Packet[] = [];
   /** Deliveries in flight when the session was last connected, not yet re-sent on this connection. */
   private readonly resend: OutboundEntry[] = [];
@@ -95,6 +103,29 @@ export class Channel implements SessionOwner {
       if ((this.state as ChannelState) === 'closed') return; // a handler may have closed it
       this.handle(packet);
     }
+    this.updateInput();
+  }
+
+  /**
+   * Reading stops while the client waits for its CONNACK (nothing after CONNECT is handled
+   * before it) and while too many of its requests wait for the store, in count or bytes; it
+   * starts again once half of them are answered. What one read brought is still handled: a read
+   * is at most one socket chunk.
+   */
+  private updateInput(): void {
+    if (this.state === 'closed') return;
+    const replies = this.replies.length;
+    const limit = this.options.receiveMaximum;
+    const bytesLimit = this.options.maxPendingInboundBytes;
+    if (!this.inputPaused) {
+      if (this.state === 'authenticating' || replies >= limit || this.pendingBytes >= bytesLimit) {
+        this.inputPaused = true;
+        this.transport.pause();
+      }
+    } else if (this.state !== 'authenticating' && replies <= limit / 2 && this.pendingBytes <= bytesLimit / 2) {
+      this.inputPaused = false;
+      this.transport.resume();
+    }
   }
 
   handle(packet: Packet): void {
@@ -118,6 +149,7 @@ export class Channel implements SessionOwner {
       if (this.state !== 'connected') return;
       dispatch(this, packet);
     }
+    this.updateInput();
   }
 
   tick(now: number): void {
@@ -126,6 +158,8 @@ export class Channel implements SessionOwner {
       return;
     }
     if (this.state !== 'connected') return;
+    // While the broker does not read, the client's packets wait in the socket: not its silence.
+    if (this.inputPaused) this.lastReceivedAt = now;
     if (this.keepAliveMs > 0 && now - this.lastReceivedAt > this.keepAliveMs * 1.5) {
       this.close(ReasonCode.KeepAliveTimeout);
       return;
@@ -168,9 +202,10 @@ export class Channel implements SessionOwner {
   }
 
   /** Reserves the next reply slot; `fill` it when the reply may go out. */
-  reserveReply(): PendingReply {
-    const slot: PendingReply = { packet: null, ready: false, closeAfter: false };
+  reserveReply(bytes = 0): PendingReply {
+    const slot: PendingReply = { packet: null, ready: false, closeAfter: false, bytes };
     this.replies.push(slot);
+    this.pendingBytes += bytes;
     return slot;
   }
 
@@ -181,12 +216,14 @@ export class Channel implements SessionOwner {
     slot.closeAfter = closeAfter;
     while (this.replies.length > 0 && this.replies[0].ready) {
       const next = this.replies.shift()!;
+      this.pendingBytes -= next.bytes;
       if (next.packet) this.send(next.packet);
       if (next.closeAfter) {
         this.close();
         return;
       }
     }
+    if (this.inputPaused) this.updateInput();
   }
 
   /** Closes the connection. With a reason code, MQTT 5 clients first get a DISCONNECT. */

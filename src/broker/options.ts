@@ -20,6 +20,12 @@ export interface BrokerOptions {
   mqtt3SessionExpiryInterval: number;
   /** Bytes a connection may have waiting in its socket before deliveries to it pause. */
   maxWriteBuffer: number;
+  /**
+   * Payload bytes of a connection's requests waiting for their acknowledgement (the store) before
+   * the broker stops reading from it; it reads again once half of them are answered. The count of
+   * waiting requests is bounded the same way by `receiveMaximum`, for every protocol version.
+   */
+  maxPendingInboundBytes: number;
   /** Messages a session may have waiting (not yet sent) before the overflow policy applies. */
   maxQueuedMessages: number;
   /** Payload bytes a session may have waiting before the overflow policy applies. */
@@ -44,6 +50,7 @@ export const defaultBrokerOptions: BrokerOptions = {
   maxSessionExpiryInterval: 0xffffffff,
   mqtt3SessionExpiryInterval: 0xffffffff,
   maxWriteBuffer: 1024 * 1024,
+  maxPendingInboundBytes: 8 * 1024 * 1024,
   maxQueuedMessages: 10_000,
   maxQueuedBytes: 64 * 1024 * 1024,
   queueOverflow: 'drop-oldest',

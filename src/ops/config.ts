@@ -102,6 +102,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'connectTimeoutMs', kind: 'int', min: 100, max: 600_000, doc: 'A connection without CONNECT after this many ms is closed.' },
   { key: 'maxSessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Cap on the session expiry interval of MQTT 5 clients, seconds.' },
   { key: 'mqtt3SessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Session expiry of MQTT 3.x sessions with clean session 0, seconds (4294967295: never).' },
+  { key: 'maxPendingInboundBytes', kind: 'int', min: 1024, max: 1 << 30, doc: 'Payload bytes of one connection\'s PUBLISHes waiting to be stored and acknowledged before the broker stops reading from that connection (TCP backpressure); it reads again when half are acknowledged. The number of waiting requests is bounded by `receiveMaximum` the same way, for MQTT 3.1.1 clients too.' },
   { key: 'maxWriteBuffer', kind: 'int', min: 1024, max: 1 << 30, doc: 'Bytes waiting in a socket before deliveries to it pause (slow consumers).' },
   { key: 'maxQueuedMessages', kind: 'int', min: 1, max: 10_000_000, doc: 'Messages a session may have waiting to be sent before `queueOverflow` applies.' },
   { key: 'maxQueuedBytes', kind: 'int', min: 1024, max: 2 ** 40, doc: 'Payload bytes a session may have waiting before `queueOverflow` applies.' },

@@ -122,6 +122,8 @@ export class Listeners {
         return socket.writableLength;
       },
       remoteAddress: `${socket.remoteAddress}:${socket.remotePort}`,
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
     };
     const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
     this.register(channel);
@@ -145,6 +147,8 @@ export class Listeners {
         return socket.bufferedAmount;
       },
       remoteAddress,
+      pause: () => socket.pause(),
+      resume: () => socket.resume(),
     };
     const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
     this.register(channel);

@@ -251,3 +251,52 @@ for (const outcome of ['stored', 'failed'] as const) {
     );
   });
 }
+
+test('channel: reading pauses while too many requests (or too many bytes) wait for the store, for MQTT 3.1.1 too, and resumes at half', async () => {
+  await withBroker(
+    async (broker, store) => {
+      const { ch, t } = await connected(broker, 4, { clientId: 'bp' });
+      store.hold();
+      const publish = (id: number, bytes = 10) => enc({ cmd: 'publish', topic: 'bp/t', payload: Buffer.alloc(bytes), qos: 1, messageId: id, retain: false, dup: false }, 4);
+      for (let id = 1; id <= 9; id++) ch.receive(publish(id));
+      assert.equal(t.paused, false, 'below receiveMaximum (10)');
+      ch.receive(publish(10));
+      assert.equal(t.paused, true, 'ten requests wait for the store: stop reading');
+      // A tick while paused is not the client's silence: no keep-alive close.
+      ch.tick(Date.now() + 3_600_000);
+      assert.equal(ch.state, 'connected');
+      store.release();
+      await settle();
+      await settle();
+      assert.equal(t.paused, false, 'answered: reading again');
+      assert.equal(t.cmds(4).filter((c) => c === 'puback').length, 10);
+
+      // Bytes: two 600-byte payloads are over maxPendingInboundBytes (1 KiB).
+      store.hold();
+      ch.receive(publish(11, 600));
+      assert.equal(t.paused, false);
+      ch.receive(publish(12, 600));
+      assert.equal(t.paused, true, 'over the byte bound');
+      store.release();
+      await settle();
+      assert.equal(t.paused, false);
+    },
+    { receiveMaximum: 10, maxPendingInboundBytes: 1024 },
+  );
+});
+
+test('channel: nothing is read between CONNECT and CONNACK', async () => {
+  await withBroker(async (broker, store) => {
+    const t = new FakeTransport();
+    const ch = new Channel(broker, t, 0);
+    store.hold(); // the session's store work holds the CONNACK back
+    ch.receive(enc({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, keepalive: 0, clientId: 'slow-connect' }, 4), 0);
+    await settle();
+    assert.equal(ch.state, 'authenticating');
+    assert.equal(t.paused, true);
+    store.release();
+    await settle();
+    assert.equal(ch.state, 'connected');
+    assert.equal(t.paused, false);
+  });
+});

@@ -24,6 +24,16 @@ export class FakeTransport implements Transport {
     this.closed = true;
   }
 
+  /** Whether the channel asked to stop reading (backpressure). */
+  paused = false;
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+
   /** Everything written so far, decoded as the client would. */
   packets(version: ProtocolVersion): Packet[] {
     const out: Packet[] = [];

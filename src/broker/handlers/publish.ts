@@ -89,7 +89,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
     return;
   }
 
-  const slot = ch.reserveReply();
+  const slot = ch.reserveReply(payload.length); // held until stored: counts towards the read pause
   ch.inboundInflight++;
   const cmd = qos === 1 ? 'puback' : 'pubrec';
   const stored = ch.broker.publish(message, { session, qos2PacketId: qos === 2 ? packetId : undefined });
