@@ -165,6 +165,40 @@ test('bridge downlink: QoS 2 exactly once across a reconnect to another node (on
   }
 });
 
+test('bridge downlink: a retained message set by a service, and cleared with mqtt_empty (the Java client cannot send an empty body)', async () => {
+  await producer.sendOk({ topic: downlink, body: 'kept', properties: { mqtt_topic: 'ret/x', mqtt_retain: '1' } });
+  // The downlink is read asynchronously: new subscribers look until the retained message is there.
+  let first = await connect(a.port, { clientId: 'ret-1' });
+  let firstGot = collect(first);
+  try {
+    for (let i = 0; i < 50; i++) {
+      await first.subscribeAsync('ret/#', { qos: 1 });
+      const got = await firstGot.waitFor(1, 300).catch(() => []);
+      if (got[0]?.packet.retain) break;
+      await endClient(first, true);
+      first = await connect(a.port, { clientId: 'ret-1' });
+      firstGot = collect(first);
+    }
+    assert.equal(firstGot.messages[0]?.payload.toString(), 'kept');
+    assert.equal(firstGot.messages[0]?.packet.retain, true, 'served as the retained message');
+    await producer.sendOk({ topic: downlink, body: 'x', properties: { mqtt_topic: 'ret/x', mqtt_retain: '1', mqtt_empty: '1' } });
+    const [, cleared] = await firstGot.waitFor(2, 30_000);
+    assert.equal(cleared!.payload.length, 0, 'delivered with an empty payload');
+  } finally {
+    await endClient(first, true);
+  }
+  const second = await connect(b.port, { clientId: 'ret-2' });
+  const secondGot = collect(second);
+  try {
+    await second.subscribeAsync('ret/#', { qos: 1 });
+    await second.publishAsync('ret/marker', 'marker', { qos: 1 });
+    const [firstMessage] = await secondGot.waitFor(1, 10_000);
+    assert.equal(firstMessage!.topic, 'ret/marker', 'no retained message left on ret/x');
+  } finally {
+    await endClient(second, true);
+  }
+});
+
 test('bridge downlink: malformed messages between good ones are refused and counted; the good ones arrive in order', async () => {
   const sub = await connect(b.port, { clientId: 'dl-bad-sub', protocolVersion: 5 });
   const got = collect(sub);
