@@ -3,7 +3,6 @@
 // consumer on the official rocketmq-client. Downlink: Java producers → the downlink topic → the
 // nodes → an MQTT subscriber (QoS 1). Starts its own RocketMQ (.rocketmq/bench-bridge) and two
 // nodes, prints a table, writes bench/results/bridge-latest.md, and stops what it started by PID.
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,8 +10,8 @@ import mqtt from 'mqtt';
 import { pickFreePorts, startLocalRocketMQ, stopLocalRocketMQ } from '../scripts/rocketmq/local-rocketmq';
 import { buildJavaApp, startConsumer, startProducer, type JavaProducer } from '../test/bridge/java-app';
 import { REPO_ROOT, freePort } from './brokers';
+import { type Proc, startNode, stop } from './cluster';
 
-const CLI = path.join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const log = (m: string) => process.stderr.write(`[bench:bridge ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
 interface Measured {
@@ -24,41 +23,6 @@ interface Measured {
   /** Downlink: how long the Java producer's synchronous send took, and SEND_OK → MQTT delivery. */
   sendMs?: number[];
   afterSendOkMs?: number[];
-}
-
-function startNode(name: string, args: string[]): Promise<{ name: string; child: ChildProcess; port: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', '0', '--log-level', 'info', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${name} did not start within 60 s:\n${out}`));
-    }, 60_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on [^:]+:(\d+)/.exec(out);
-      if (!m) return;
-      clearTimeout(timer);
-      child.stdout!.off('data', onData);
-      child.stdout!.resume();
-      resolve({ name, child, port: Number(m[1]) });
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code}:\n${out}`));
-    });
-  });
-}
-
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Payload: send time (ms, float) and a sequence, so the receiver measures latency and order. */
@@ -165,7 +129,7 @@ export async function runBridgeBench(quick: boolean): Promise<void> {
   await stopLocalRocketMQ(workDir);
   fs.rmSync(workDir, { recursive: true, force: true });
   const { namesrvPort, brokerPort } = await pickFreePorts(25876, 26911, 1);
-  const children: ChildProcess[] = [];
+  const nodes: Proc[] = [];
   try {
     log('building the Java application (Maven, once)');
     buildJavaApp();
@@ -173,10 +137,10 @@ export async function runBridgeBench(quick: boolean): Promise<void> {
     const cluster = `bb${Date.now().toString(36)}`;
     const uplinkTopic = `${cluster}_up`;
     const args = ['--cluster', '--namesrv', rocketmq.namesrvAddr, '--cluster-name', cluster, '--bridge-uplink', `up/#=${uplinkTopic}`, '--node-lease-ms', '3000'];
-    const node1 = await startNode('node-1', [...args, '--node-id', 'node-1', '--admin-port', String(await freePort())]);
-    children.push(node1.child);
-    const node2 = await startNode('node-2', [...args, '--node-id', 'node-2', '--admin-port', String(await freePort())]);
-    children.push(node2.child);
+    const node1 = await startNode('node-1', [...args, '--node-id', 'node-1', '--admin-port', String(await freePort())], workDir);
+    nodes.push(node1);
+    const node2 = await startNode('node-2', [...args, '--node-id', 'node-2', '--admin-port', String(await freePort())], workDir);
+    nodes.push(node2);
     await new Promise((r) => setTimeout(r, 4000)); // the nodes share the downlink queues once their views settle
 
     const rows = [await uplink(node1.port, rocketmq.namesrvAddr, uplinkTopic, durationMs), await downlink(node2.port, rocketmq.namesrvAddr, `${cluster}_downlink`, durationMs)];
@@ -205,7 +169,7 @@ export async function runBridgeBench(quick: boolean): Promise<void> {
     fs.writeFileSync(out, table);
     log(`written ${path.relative(REPO_ROOT, out)}`);
   } finally {
-    for (const child of children.reverse()) await stopProcess(child);
+    for (const node of nodes.reverse()) await stop(node);
     await stopLocalRocketMQ(workDir, log);
   }
 }

@@ -15,13 +15,14 @@ import type { CaseSpec, GeneratorResult, QoS } from './types';
 const CLI = path.join(REPO_ROOT, 'dist', 'src', 'cli.js');
 const log = (m: string) => process.stderr.write(`[bench:cluster ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
-interface Proc {
+export interface Proc {
   name: string;
   child: ChildProcess;
   port: number;
 }
 
-function startNode(name: string, args: string[]): Promise<Proc> {
+/** Starts `iot-bridge start` with `args`; its warnings and errors go to `<logDir>/<name>.log`. */
+export function startNode(name: string, args: string[], logDir = path.join(REPO_ROOT, '.rocketmq', 'bench-cluster')): Promise<Proc> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'start', '--host', '127.0.0.1', '--port', '0', '--log-level', 'info', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -38,7 +39,7 @@ function startNode(name: string, args: string[]): Promise<Proc> {
       clearTimeout(timer);
       child.stdout!.off('data', onData);
       // Its log, for what went wrong: warnings and errors only.
-      const file = fs.createWriteStream(path.join(REPO_ROOT, '.rocketmq', 'bench-cluster', `${name}.log`));
+      const file = fs.createWriteStream(path.join(logDir, `${name}.log`));
       child.stdout!.on('data', (chunk: Buffer) => {
         for (const line of chunk.toString().split('\n')) if (/"level":[456]0/.test(line)) file.write(`${line}\n`);
       });
@@ -53,7 +54,7 @@ function startNode(name: string, args: string[]): Promise<Proc> {
   });
 }
 
-async function stop(proc: Proc): Promise<void> {
+export async function stop(proc: Proc): Promise<void> {
   if (proc.child.exitCode !== null) return;
   const exited = new Promise((r) => proc.child.once('exit', r));
   proc.child.kill('SIGTERM');
