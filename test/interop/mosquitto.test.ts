@@ -9,7 +9,10 @@ import { RawClient } from '../guarantees/raw-client';
 import { waitUntil } from '../guarantees/wait';
 
 const installed = ['mosquitto_pub', 'mosquitto_sub'].every((bin) => !spawnSync(bin, ['--help']).error);
-const skip = installed ? false : 'mosquitto_pub / mosquitto_sub not found: install mosquitto-clients (Debian/Ubuntu: apt-get install mosquitto-clients)';
+const missing = 'mosquitto_pub / mosquitto_sub not found: install mosquitto-clients (Debian/Ubuntu: apt-get install mosquitto-clients)';
+// In CI (.ci/run installs them) a missing client is a failure, not a skip.
+if (!installed && process.env.CI) throw new Error(missing);
+const skip = installed ? false : missing;
 
 interface Run {
   pid: number;
