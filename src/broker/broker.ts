@@ -183,8 +183,13 @@ export class Broker implements StoreListener {
     this.stopped = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const session of this.sessions.values()) if (session.willTimer) clearTimeout(session.willTimer);
-    // Make sure everything issued so far has committed.
-    await this.store.commit([]).catch(() => undefined);
+    // Let what was issued so far commit, but not forever: a store that stopped answering must
+    // not hold the process (what did not commit was never acknowledged; clients re-send it).
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'gave up'>((resolve) => (timer = setTimeout(() => resolve('gave up'), STOP_COMMIT_WAIT_MS)));
+    const outcome = await Promise.race([this.store.commit([]).then(() => 'committed', () => 'committed'), gaveUp]);
+    clearTimeout(timer);
+    if (outcome === 'gave up') this.log.warn({ waitedMs: STOP_COMMIT_WAIT_MS }, 'stopping with store commits still in flight; they were not acknowledged');
   }
 
   // ---- sessions -------------------------------------------------------------------------
@@ -736,6 +741,9 @@ export class Broker implements StoreListener {
     this.persist(ops).catch((e: Error) => this.log.error({ err: e.message }, 'store commit failed'));
   }
 }
+
+/** How long `stop` waits for commits in flight. */
+const STOP_COMMIT_WAIT_MS = 5000;
 
 function subIds(sub: StoredSubscription): number[] {
   return sub.subscriptionId !== undefined ? [sub.subscriptionId] : [];

@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Channel } from '../../src/broker/channel';
 import { defaultBrokerOptions } from '../../src/broker/options';
+import mqttPacket from 'mqtt-packet';
+import type { Packet } from '../../src/protocol/packets';
 import { FakeTransport, connected, enc, settle, withBroker } from './harness';
 
 test('channel: CONNECT 3.1.1 → the exact CONNACK bytes; CONNECT 5 → CONNACK success with the broker limits', async () => {
@@ -298,5 +300,67 @@ test('channel: nothing is read between CONNECT and CONNACK', async () => {
     await settle();
     assert.equal(ch.state, 'connected');
     assert.equal(t.paused, false);
+  });
+});
+
+test('channel: packet ids wrap past 65535 for a long-lived session; an id still in flight is never reused, and the delivery that needs it waits', async () => {
+  await withBroker(async (broker) => {
+    const { ch: sub, t: subT } = await connected(broker, 4, { clientId: 'wrap-sub' });
+    sub.receive(enc({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'w/#', qos: 1 }] }, 4));
+    const { ch: pub, t: pubT } = await connected(broker, 4, { clientId: 'wrap-pub' });
+    let pubacks = 0;
+    let pubReadUpTo = 0;
+    const pubParser = mqttPacket.parser({ protocolVersion: 4 });
+    pubParser.on('packet', (p: Packet) => {
+      if (p.cmd === 'puback') pubacks++;
+    });
+    await settle();
+    // Read what the broker writes to the subscriber incrementally (65k packets).
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const received: { id: number; payload: string }[] = [];
+    parser.on('packet', (p: Packet) => {
+      if (p.cmd === 'publish') received.push({ id: p.messageId!, payload: p.payload.toString() });
+    });
+    let readUpTo = 0;
+    const inFlight = new Set<number>();
+    let holdFirst = true;
+    const drain = (): void => {
+      for (; readUpTo < subT.written.length; readUpTo++) parser.parse(subT.written[readUpTo]!);
+      for (const r of received.splice(0)) {
+        assert.ok(!inFlight.has(r.id), `packet id ${r.id} sent again while still in flight`);
+        inFlight.add(r.id);
+        delivered.push(r.payload);
+        if (r.id === 1 && holdFirst) continue; // the client keeps id 1 unacknowledged
+        sub.receive(enc({ cmd: 'puback', messageId: r.id }, 4));
+        inFlight.delete(r.id);
+      }
+    };
+    const delivered: string[] = [];
+    const total = 65535 + 5;
+    for (let from = 0; from < total; from += 500) {
+      const frames: Buffer[] = [];
+      for (let i = from; i < Math.min(total, from + 500); i++) {
+        frames.push(enc({ cmd: 'publish', topic: 'w/x', payload: Buffer.from(String(i)), qos: 1, dup: false, retain: false, messageId: (i % 65535) + 1 }, 4));
+      }
+      pub.receive(Buffer.concat(frames));
+      // The memory store completes one commit per event-loop turn: let the batch through.
+      const acked = Math.min(total, from + 500);
+      for (let turn = 0; turn < 10_000 && (pubacks < acked || delivered.length < Math.min(acked, 65535)); turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        for (; pubReadUpTo < pubT.written.length; pubReadUpTo++) pubParser.parse(pubT.written[pubReadUpTo]!);
+        drain();
+      }
+    }
+    assert.equal(delivered.length, 65535, 'every id once; the 65 536th delivery needs id 1, which is still in flight');
+    assert.ok(inFlight.has(1));
+    holdFirst = false;
+    sub.receive(enc({ cmd: 'puback', messageId: 1 }, 4));
+    inFlight.delete(1);
+    for (let turn = 0; turn < 1000 && delivered.length < total; turn++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      drain();
+    }
+    assert.equal(delivered.length, total);
+    assert.deepEqual(delivered, Array.from({ length: total }, (_, i) => String(i)), 'all of them, in order, once');
   });
 });
