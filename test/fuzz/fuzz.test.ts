@@ -13,9 +13,14 @@ import { waitUntil } from '../guarantees/wait';
 import { Rand, connectPacket, enc, fuzzSeed, mutate, prng, validPackets } from './corpus';
 
 const VERSIONS: ProtocolVersion[] = [3, 4, 5];
-const DECODER_CASES = 20_000;
-const NETWORK_CASES = 2000;
+// `npm run fuzz` (scripts/fuzz.js) runs the same tests with a million decoder cases and tens of
+// thousands of network cases, bounded by FUZZ_TIME_MS; `npm test` runs the small default.
+const DECODER_CASES = Number(process.env.FUZZ_DECODER_CASES ?? 20_000);
+const NETWORK_CASES = Number(process.env.FUZZ_NETWORK_CASES ?? 2000);
+/** Each of the two tests stops drawing new cases after this long (0: no bound but the counts). */
+const TIME_BUDGET_MS = Number(process.env.FUZZ_TIME_MS ?? 0);
 const PARALLEL = 40;
+const outOfTime = (startedAt: number): boolean => TIME_BUDGET_MS > 0 && Date.now() - startedAt > TIME_BUDGET_MS;
 
 test('fuzz: the decoder only ever throws MqttError', () => {
   const seed = fuzzSeed();
@@ -24,12 +29,17 @@ test('fuzz: the decoder only ever throws MqttError', () => {
   const corpus = VERSIONS.map((v) => validPackets(v).map((p) => enc(p, v)));
   const kinds = new Map<string, number>();
   let thrown = 0;
-  for (let i = 0; i < DECODER_CASES; i++) {
+  let cases = 0;
+  let bytesFed = 0;
+  const startedAt = Date.now();
+  for (let i = 0; i < DECODER_CASES && !(i % 1000 === 0 && outOfTime(startedAt)); i++) {
+    cases++;
     const vi = rand.int(VERSIONS.length);
     const version = VERSIONS[vi];
     const decoder = new PacketDecoder(rand.pick([256, 4096, 1024 * 1024]));
     const { kind, bytes } = mutate(rand, rand.pick(corpus[vi]));
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    bytesFed += bytes.length;
     try {
       // Half the cases are decoded after a valid CONNECT, so the decoder knows the protocol version.
       if (rand.int(2) === 0) decoder.push(enc(connectPacket(version, 'c'), version));
@@ -48,8 +58,11 @@ test('fuzz: the decoder only ever throws MqttError', () => {
       assert.ok([0x81, 0x84, 0x95].includes(e.reasonCode), `reason code 0x${e.reasonCode.toString(16)}`);
     }
   }
-  console.log(`# decoder fuzz: ${DECODER_CASES} cases, ${thrown} refused, by kind ${JSON.stringify(Object.fromEntries(kinds))}`);
-  assert.ok(thrown > DECODER_CASES / 10, 'the mutations do produce bad input');
+  const seconds = (Date.now() - startedAt) / 1000;
+  console.log(
+    `# decoder fuzz: ${cases} cases (${(bytesFed / 2 ** 20).toFixed(1)} MiB) in ${seconds.toFixed(1)} s, ${thrown} refused, by kind ${JSON.stringify(Object.fromEntries(kinds))}`,
+  );
+  assert.ok(thrown > cases / 10, 'the mutations do produce bad input');
 });
 
 /** Sends one case on its own socket and waits (bounded) until the broker closes it or it goes quiet. */
@@ -71,7 +84,7 @@ function sendCase(port: number, chunks: Buffer[]): Promise<void> {
   });
 }
 
-test('fuzz: 2000 bad-input connections against a running broker; it stays up and a good client gets every message', async () => {
+test(`fuzz: ${NETWORK_CASES} bad-input connections against a running broker; it stays up and a good client gets every message`, async () => {
   const seed = fuzzSeed();
   console.log(`# network fuzz seed ${seed} (FUZZ_SEED=${seed} to repeat)`);
   const rand = new Rand(prng(seed));
@@ -110,13 +123,18 @@ test('fuzz: 2000 bad-input connections against a running broker; it stays up and
       cases.push(chunks);
     }
     let next = 0;
+    const startedAt = Date.now();
     const worker = async () => {
-      while (next < cases.length) await sendCase(b.port, cases[next++]);
+      while (next < cases.length && !outOfTime(startedAt)) await sendCase(b.port, cases[next++]);
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
     fuzzing = false;
     await good;
-    console.log(`# network fuzz: ${NETWORK_CASES} cases, by kind ${JSON.stringify(Object.fromEntries(kinds))}, malformed counted ${b.broker.stats.malformedPackets}`);
+    const packets = cases.slice(0, next).reduce((n, chunks) => n + chunks.length, 0);
+    console.log(
+      `# network fuzz: ${next} connections, ${packets} packets in ${((Date.now() - startedAt) / 1000).toFixed(1)} s, by kind ${JSON.stringify(Object.fromEntries(kinds))}, ` +
+        `malformed counted ${b.broker.stats.malformedPackets}; the good client published ${published}`,
+    );
 
     // The good client got every QoS 1 message, and every QoS 0 one (nothing was slow or lost).
     await waitUntil(() => got.messages.length >= published, 'the good client to receive all its messages', 10_000);
