@@ -200,7 +200,18 @@ export class Broker implements StoreListener {
    */
   async fetchSession(clientId: string): Promise<void> {
     if (this.sessions.has(clientId)) return;
-    const loaded = await this.store.openSession(clientId);
+    // A newer CONNECT with this client id on this node supersedes one still fetching (a client
+    // that gave up waiting and connected again): the older must not touch what the newer opened.
+    const ticket = (this.fetching.get(clientId) ?? 0) + 1;
+    this.fetching.set(clientId, ticket);
+    let loaded: LoadedSession | undefined;
+    try {
+      loaded = await this.store.openSession(clientId);
+    } finally {
+      if (this.fetching.get(clientId) === ticket) this.fetching.delete(clientId);
+    }
+    const superseded = this.fetching.has(clientId) || (this.sessions.get(clientId)?.owner ?? undefined) !== undefined;
+    if (superseded) throw new StoreError('unavailable', `a newer CONNECT for ${clientId} is being handled on this node`);
     if (this.clustered && this.sessions.has(clientId)) {
       // Held meanwhile under an earlier claim (another CONNECT, or the session of a dead node
       // adopted here): the claim that just returned fenced that one; its state is the stored one.
@@ -208,6 +219,9 @@ export class Broker implements StoreListener {
     }
     if (loaded && !this.sessions.has(clientId)) this.hold(loaded);
   }
+
+  /** fetchSession calls in progress, by client id: the latest one's ticket. */
+  private readonly fetching = new Map<string, number>();
 
   openSession(owner: SessionOwner, params: OpenSessionParams): OpenedSession {
     const ops: StoreOp[] = [];

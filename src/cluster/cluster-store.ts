@@ -272,6 +272,11 @@ export class ClusterStore implements Store {
 
   async openSession(clientId: string): Promise<LoadedSession | undefined> {
     this.assertServing();
+    // A newer openSession of the same client on this node (the client gave up waiting and
+    // connected again) supersedes this one: this one stops claiming, so it never fences the newer.
+    const ticket = (this.opening.get(clientId) ?? 0) + 1;
+    this.opening.set(clientId, ticket);
+    const superseded = (): boolean => this.opening.get(clientId) !== ticket;
     const previous = this.held.get(clientId);
     if (previous) await this.letGo(previous, false); // a claim by this node again: a new epoch, cleanly
     this.claiming.add(clientId);
@@ -279,6 +284,7 @@ export class ClusterStore implements Store {
       // A later claim wins. One that came in between (another node looking after the session of
       // a dead node, or a client racing on another node) is taken over by claiming again.
       for (let attempt = 1; ; attempt++) {
+        if (superseded()) throw new ClaimLost(clientId);
         try {
           return await this.claim(clientId);
         } catch (e) {
@@ -289,9 +295,15 @@ export class ClusterStore implements Store {
       if (e instanceof StoreError) throw e;
       throw new StoreError('unavailable', `session ${clientId} could not be opened: ${(e as Error).message}`);
     } finally {
-      this.claiming.delete(clientId);
+      if (!superseded()) {
+        this.claiming.delete(clientId);
+        this.opening.delete(clientId);
+      }
     }
   }
+
+  /** openSession calls in progress, by client id: the latest one's ticket. */
+  private readonly opening = new Map<string, number>();
 
   commit(ops: StoreOp[]): Promise<void> {
     if (ops.length === 0) return Promise.all([...this.held.values()].map((h) => h.chain)).then(() => undefined);

@@ -71,8 +71,13 @@ export class RawClient {
     connect: Partial<ConnectPacket> & { clientId: string },
   ): Promise<{ client: RawClient; connack: ConnackPacket }> {
     const client = await RawClient.open(port, protocolVersion);
-    const connack = await client.sendConnect(connect);
-    return { client, connack };
+    try {
+      const connack = await client.sendConnect(connect);
+      return { client, connack };
+    } catch (e) {
+      await client.destroy(); // as a client that gives up waiting for CONNACK does
+      throw e;
+    }
   }
 
   async sendConnect(connect: Partial<ConnectPacket> & { clientId: string }): Promise<ConnackPacket> {
