@@ -332,6 +332,9 @@ test('packets sent right behind CONNECT (before CONNACK) are processed after it,
     assert.equal(order[0], 'connack', order.join(','));
     assert.ok(order.indexOf('suback') < order.indexOf('publish:retained'), order.join(','));
     assert.ok(order.includes('puback') && order.includes('pingresp'), order.join(','));
+    // In request order: the SUBACK before the PUBLISH's PUBACK, and the PUBLISH routed after the
+    // SUBSCRIBE took effect (its own message reached the new subscription).
+    assert.ok(order.indexOf('suback') < order.indexOf('puback'), order.join(','));
     assert.deepEqual(order.filter((c) => c.startsWith('publish')).sort(), ['publish:own', 'publish:retained']);
   });
 });

@@ -118,12 +118,15 @@ test('will delay: the will is published after the delay, and a reconnect within 
     });
     delayed.client.destroy();
     cancelled.client.destroy();
+    const disconnectedAt = Date.now();
     await sleep(400);
     assert.equal(w.messages.length, 0, 'no will before the delay');
     const back = await RawClient.connect(b.port, { clientId: 'cancelled', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 30 } });
     track(back.client);
     const [m] = await w.waitFor(1, 4000);
     assert.equal(m.topic, 'wdl/delayed');
+    // A lower bound only (a busy machine makes it later, never earlier): the delay was honoured.
+    assert.ok(Date.now() - disconnectedAt >= 950, `the will came ${Date.now() - disconnectedAt} ms after the disconnect, before its 1 s delay`);
     await sleep(1000);
     assert.deepEqual(w.messages.map((x) => x.topic), ['wdl/delayed']);
   });
@@ -140,8 +143,11 @@ test('will delay longer than the session expiry: the will is published when the 
       will: { topic: 'wse/x', payload: Buffer.from('ended'), qos: 1, retain: false, properties: { willDelayInterval: 600 } },
     });
     c.client.destroy();
+    const disconnectedAt = Date.now();
     const [m] = await w.waitFor(1, 4000);
     assert.equal(m.payload.toString(), 'ended');
+    // Published when the session ended (1 s), not at once as if the delay were ignored: a lower bound.
+    assert.ok(Date.now() - disconnectedAt >= 950, `the will came ${Date.now() - disconnectedAt} ms after the disconnect; the session lasts 1 s`);
   });
 });
 
