@@ -298,7 +298,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const budgetMs = opts.quick ? 90_000 : 540_000;
+  const budgetMs = opts.quick ? 150_000 : 720_000;
   const cores = pickCores();
   fs.mkdirSync(opts.outDir, { recursive: true });
 
