@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import { pickFreePorts, startLocalRocketMQ, stopLocalRocketMQ } from '../scripts/rocketmq/local-rocketmq';
 import { buildJavaApp, startConsumer, startProducer, type JavaProducer } from '../test/bridge/java-app';
 import { REPO_ROOT, freePort } from './brokers';
-import { type Proc, startNode, stop } from './cluster';
+import { type Proc, startNode, stop, writeTable } from './cluster';
 
 const log = (m: string) => process.stderr.write(`[bench:bridge ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
@@ -163,11 +163,7 @@ export async function runBridgeBench(quick: boolean): Promise<void> {
       }),
       '',
     ].join('\n');
-    process.stdout.write(`\n${table}\n`);
-    const out = path.join(REPO_ROOT, 'bench', 'results', 'bridge-latest.md');
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, table);
-    log(`written ${path.relative(REPO_ROOT, out)}`);
+    writeTable('bridge-latest.md', table, log);
   } finally {
     for (const node of nodes.reverse()) await stop(node);
     await stopLocalRocketMQ(workDir, log);

@@ -54,6 +54,15 @@ export function startNode(name: string, args: string[], logDir = path.join(REPO_
   });
 }
 
+/** Prints a result table and writes it to bench/results/<file>. */
+export function writeTable(file: string, table: string, log: (m: string) => void): void {
+  process.stdout.write(`\n${table}\n`);
+  const out = path.join(REPO_ROOT, 'bench', 'results', file);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, table);
+  log(`written ${path.relative(REPO_ROOT, out)}`);
+}
+
 export async function stop(proc: Proc): Promise<void> {
   if (proc.child.exitCode !== null) return;
   const exited = new Promise((r) => proc.child.once('exit', r));
@@ -164,11 +173,7 @@ export async function runClusterBench(quick: boolean): Promise<void> {
       }),
       '',
     ].join('\n');
-    process.stdout.write(`\n${table}\n`);
-    const out = path.join(REPO_ROOT, 'bench', 'results', 'cluster-latest.md');
-    fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, table);
-    log(`written ${path.relative(REPO_ROOT, out)}`);
+    writeTable('cluster-latest.md', table, log);
   } finally {
     for (const p of procs.reverse()) await stop(p);
     await stopLocalRocketMQ(workDir, log);

@@ -210,7 +210,7 @@ export class Broker implements StoreListener {
     } finally {
       if (this.fetching.get(clientId) === ticket) this.fetching.delete(clientId);
     }
-    const superseded = this.fetching.has(clientId) || (this.sessions.get(clientId)?.owner ?? undefined) !== undefined;
+    const superseded = this.fetching.has(clientId) || this.sessions.get(clientId)?.online === true;
     if (superseded) throw new StoreError('unavailable', `a newer CONNECT for ${clientId} is being handled on this node`);
     if (this.clustered && this.sessions.has(clientId)) {
       // Held meanwhile under an earlier claim (another CONNECT, or the session of a dead node

@@ -4,13 +4,12 @@
 import type { MessageQueue, RocketMQClient } from '../rocketmq';
 import type { ClusterLog } from './cluster-store';
 import type { ClusterNames } from './names';
+import { readQueue } from './queue-tail';
 
 interface BrokerSetRecord {
   brokers: string[];
   by: string;
 }
-
-const READ_BATCH = 32;
 
 /**
  * The recorded broker set: the union of every record in the meta topic on every broker the route
@@ -48,22 +47,14 @@ async function untilDispatched(mq: RocketMQClient, queue: MessageQueue, offset: 
 async function readRecords(mq: RocketMQClient, queues: MessageQueue[], log: ClusterLog): Promise<Set<string>> {
   const known = new Set<string>();
   for (const queue of queues) {
-    const end = (await mq.getMaxOffset(queue)) - 1;
-    let next = await mq.getMinOffset(queue);
-    while (next <= end) {
-      const result = await mq.pull(queue, next, { maxMessages: READ_BATCH });
-      for (const m of result.messages) {
-        if (m.queueOffset < next) continue;
-        try {
-          const record = JSON.parse(m.body.toString('utf8')) as Partial<BrokerSetRecord>;
-          if (!Array.isArray(record.brokers)) throw new Error('no brokers');
-          for (const broker of record.brokers) if (typeof broker === 'string') known.add(broker);
-        } catch {
-          log.warn({ msgId: m.uniqKey, topic: m.topic }, 'unreadable broker set record skipped');
-        }
+    for (const m of (await readQueue(mq, queue, await mq.getMinOffset(queue))).messages) {
+      try {
+        const record = JSON.parse(m.body.toString('utf8')) as Partial<BrokerSetRecord>;
+        if (!Array.isArray(record.brokers)) throw new Error('no brokers');
+        for (const broker of record.brokers) if (typeof broker === 'string') known.add(broker);
+      } catch {
+        log.warn({ msgId: m.uniqKey, topic: m.topic }, 'unreadable broker set record skipped');
       }
-      if (result.nextBeginOffset <= next) break;
-      next = result.nextBeginOffset;
     }
   }
   return known;

@@ -22,7 +22,7 @@ import { DownlinkReader } from './downlink';
 import { Membership } from './membership';
 import { Unreadable, decodeMessage, encodeMessage } from './message-codec';
 import { ClusterNames, digest } from './names';
-import { QueueTail } from './queue-tail';
+import { QueueTail, readQueue } from './queue-tail';
 import { type Change, type LogRecord, SessionLogFold, type SessionState, decodeRecord, encodeRecord, trackHeld } from './session-log';
 
 export interface ClusterLog {
@@ -988,15 +988,9 @@ export class ClusterStore implements Store {
   private async readNew(queues: MessageQueue[], next: Map<string, number>): Promise<RocketMessage[]> {
     const out: RocketMessage[] = [];
     for (const queue of queues) {
-      let from = next.get(queue.brokerName) ?? 0;
-      const end = (await this.mq.getMaxOffset(queue)) - 1;
-      while (from <= end) {
-        const result = await this.mq.pull(queue, from, { maxMessages: READ_BATCH });
-        for (const m of result.messages) if (m.queueOffset >= from) out.push(m);
-        if (result.nextBeginOffset <= from) break;
-        from = result.nextBeginOffset;
-      }
-      next.set(queue.brokerName, from);
+      const read = await readQueue(this.mq, queue, next.get(queue.brokerName) ?? 0, READ_BATCH);
+      out.push(...read.messages);
+      next.set(queue.brokerName, read.next);
     }
     return out;
   }

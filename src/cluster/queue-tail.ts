@@ -92,3 +92,17 @@ export class QueueTail {
     this.waiters = still;
   }
 }
+
+/** Everything `queue` holds from `from` up to its max offset at the call, and the offset after it. */
+export async function readQueue(client: RocketMQClient, queue: MessageQueue, from: number, maxMessages = 32): Promise<{ messages: RocketMessage[]; next: number }> {
+  const messages: RocketMessage[] = [];
+  let next = from;
+  const end = (await client.getMaxOffset(queue)) - 1;
+  while (next <= end) {
+    const result = await client.pull(queue, next, { maxMessages });
+    for (const m of result.messages) if (m.queueOffset >= next) messages.push(m);
+    if (result.nextBeginOffset <= next) break;
+    next = result.nextBeginOffset;
+  }
+  return { messages, next };
+}

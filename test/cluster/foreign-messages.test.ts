@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { connect, collect, endClient, sleep } from '../helpers';
+import { readQueue } from '../../src/cluster/queue-tail';
 import { newClient } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
@@ -118,13 +119,8 @@ test('cluster: a second copy of an acknowledged message (same UNIQ_KEY) that arr
 async function findInInbox(mq: ReturnType<typeof newClient>, inbox: string, body: string): Promise<{ uniqKey: string }> {
   const brokers = [...new Set((await mq.getPublishQueues(`${cluster.name}_msg`)).map((q) => q.brokerName))];
   for (const brokerName of brokers) {
-    const queue = { topic: inbox, queueId: 0, brokerName };
-    const end = await mq.getMaxOffset(queue);
-    for (let offset = 0; offset < end; ) {
-      const result = await mq.pull(queue, offset, { maxMessages: 32 });
-      for (const m of result.messages) if (m.body.toString() === body && m.uniqKey) return { uniqKey: m.uniqKey };
-      if (result.nextBeginOffset <= offset) break;
-      offset = result.nextBeginOffset;
+    for (const m of (await readQueue(mq, { topic: inbox, queueId: 0, brokerName }, 0)).messages) {
+      if (m.body.toString() === body && m.uniqKey) return { uniqKey: m.uniqKey };
     }
   }
   throw new Error(`${body} not found in ${inbox}`);
@@ -133,15 +129,9 @@ async function findInInbox(mq: ReturnType<typeof newClient>, inbox: string, body
 /** The inbox LMQ of a session, from its record in the subscription index (as any node reads it). */
 async function inboxOf(mq: ReturnType<typeof newClient>, clientId: string): Promise<string> {
   for (const queue of await mq.getSubscribeQueues(`${cluster.name}_subs`)) {
-    const end = await mq.getMaxOffset(queue);
-    for (let offset = 0; offset < end; ) {
-      const result = await mq.pull(queue, offset, { maxMessages: 32 });
-      for (const m of result.messages) {
-        const record = JSON.parse(m.body.toString()) as { clientId: string; inbox: string };
-        if (record.clientId === clientId) return record.inbox;
-      }
-      if (result.nextBeginOffset <= offset) break;
-      offset = result.nextBeginOffset;
+    for (const m of (await readQueue(mq, queue, 0)).messages) {
+      const record = JSON.parse(m.body.toString()) as { clientId: string; inbox: string };
+      if (record.clientId === clientId) return record.inbox;
     }
   }
   throw new Error(`no index record of ${clientId}`);

@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RocketMQClient } from '../../src/rocketmq';
 import { digest } from '../../src/cluster/names';
+import { readQueue } from '../../src/cluster/queue-tail';
 import { decodeRecord } from '../../src/cluster/session-log';
 import { RawClient } from '../guarantees/raw-client';
 import { sleep } from '../helpers';
@@ -68,17 +69,10 @@ async function snapshotsOf(mq: RocketMQClient, lmq: string, clientId: string): P
   const out: { node: string; filters: string[] }[] = [];
   const brokers = [...new Set((await mq.getPublishQueues(`${cluster.name}_log`)).map((q) => q.brokerName))];
   for (const brokerName of brokers) {
-    const queue = { topic: lmq, queueId: 0, brokerName };
-    const end = await mq.getMaxOffset(queue);
-    for (let offset = 0; offset < end; ) {
-      const result = await mq.pull(queue, offset, { maxMessages: 32 });
-      for (const m of result.messages) {
-        const record = decodeRecord(m.body);
-        if (record?.t !== 'snapshot' || (record.clientId !== undefined && record.clientId !== clientId)) continue;
-        out.push({ node: record.node, filters: (record.state.record?.subscriptions ?? []).map((s) => s.filter) });
-      }
-      if (result.nextBeginOffset <= offset) break;
-      offset = result.nextBeginOffset;
+    for (const m of (await readQueue(mq, { topic: lmq, queueId: 0, brokerName }, 0)).messages) {
+      const record = decodeRecord(m.body);
+      if (record?.t !== 'snapshot' || (record.clientId !== undefined && record.clientId !== clientId)) continue;
+      out.push({ node: record.node, filters: (record.state.record?.subscriptions ?? []).map((s) => s.filter) });
     }
   }
   return out;
