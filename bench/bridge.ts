@@ -164,6 +164,10 @@ export async function runBridgeBench(quick: boolean): Promise<void> {
       '',
     ].join('\n');
     writeTable('bridge-latest.md', table, log);
+    // Every message was acknowledged to its sender (PUBACK, SEND_OK), so one not received is lost.
+    const short = rows.filter((r) => r.received < r.sent);
+    for (const r of short) process.stderr.write(`bench: FAILED ${r.direction}: ${r.sent - r.received} of ${r.sent} acknowledged messages not received\n`);
+    if (short.length > 0) process.exitCode = 1;
   } finally {
     for (const node of nodes.reverse()) await stop(node);
     await stopLocalRocketMQ(workDir, log);

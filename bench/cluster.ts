@@ -174,6 +174,9 @@ export async function runClusterBench(quick: boolean): Promise<void> {
       '',
     ].join('\n');
     writeTable('cluster-latest.md', table, log);
+    const failed = rows.filter((r) => r.result.correctness.violations.length > 0 || r.result.errors.length > 0);
+    for (const r of failed) process.stderr.write(`bench: FAILED ${r.target} QoS ${r.result.qos}: ${[...r.result.correctness.violations, ...r.result.errors].join('; ')}\n`);
+    if (failed.length > 0) process.exitCode = 1;
   } finally {
     for (const p of procs.reverse()) await stop(p);
     await stopLocalRocketMQ(workDir, log);

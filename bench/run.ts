@@ -399,6 +399,15 @@ async function main(): Promise<void> {
   const failed = lines.filter((l) => !l.skipped && !l.ok);
   log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s; ${lines.filter((l) => l.ok).length} ok, ${failed.length} failed, ${lines.filter((l) => l.skipped).length} skipped`);
   process.stdout.write(`\n${fs.readFileSync(r.md, 'utf8')}\n`);
+  if (failed.length > 0) {
+    // A figure from a case that lost, duplicated (QoS 2) or reordered messages must not be quoted,
+    // so the run as a whole fails and says which cases did.
+    for (const l of failed) {
+      const why = [...(l.generator?.correctness.violations ?? []), ...l.errors].join('; ') || 'no result';
+      process.stderr.write(`bench: FAILED ${l.brokerLabel} ${l.caseId}: ${why}\n`);
+    }
+    process.exitCode = 1;
+  }
 }
 
 // `--cluster`: cluster mode beside the embedded broker (bench/cluster.ts), instead of the peers.
