@@ -666,6 +666,8 @@ export class Engine {
     }
     if (s.qos === 2 && c.duplicates > 0) c.violations.push(`${c.duplicates} duplicates at QoS 2`);
     if (c.unexpected > 0) c.violations.push(`${c.unexpected} unexpected messages`);
+    // Each stream is one publisher on one topic: MQTT's ordered-topic rule (4.6) keeps its QoS 1/2 messages in order.
+    if (s.qos >= 1 && c.outOfOrder > 0) c.violations.push(`${c.outOfOrder} out of order at QoS ${s.qos}`);
     const protocolErrors = this.pubs.reduce((a, p) => a + p.protocolErrors, 0) + this.unexpectedAcks;
     if (protocolErrors > 0) c.violations.push(`${protocolErrors} unexpected acks`);
     if (this.pubs.some((p) => p.unacked > 0)) c.violations.push(`${this.pubs.reduce((a, p) => a + p.unacked, 0)} publishes never acked`);
