@@ -12,6 +12,7 @@ import type {
   StoreOp,
 } from './types';
 import { StoreError } from './types';
+import { EntryEncoder, type StoredQueueEntry, decodeEntry } from './entry-codec';
 
 export type Durability = 'strict' | 'relaxed';
 
@@ -24,21 +25,6 @@ export interface LmdbStoreOptions {
   durability: Durability;
   /** Upper bound of the memory map, bytes. */
   mapSize: number;
-}
-
-/**
- * A queue entry as stored. A message queued for one session only is stored inline (`message`);
- * one queued for several is stored once and referenced by id (`messageId`), with a count.
- */
-interface StoredQueueEntry {
-  seq: number;
-  messageId?: number;
-  message?: Message;
-  qos: 0 | 1 | 2;
-  subscriptionIds: number[];
-  retainAsPublished: boolean;
-  state: DeliveryState;
-  shareGroup?: string;
 }
 
 type SeqKey = [string, number];
@@ -60,7 +46,9 @@ export class LmdbStore implements Store {
   readonly deliversThroughStore = false;
   private readonly root: RootDatabase;
   private readonly sessions: Database<SessionRecord, string>;
-  private readonly queue: Database<StoredQueueEntry, SeqKey>;
+  /** Queue entries in the layout of entry-codec.ts: a message queued for one session inline, else by reference. */
+  private readonly queue: Database<Buffer, SeqKey>;
+  private readonly entries = new EntryEncoder();
   private readonly messages: Database<Message, number>;
   private readonly refCounts: Database<number, number>;
   private readonly inbound: Database<number, SeqKey>;
@@ -79,16 +67,33 @@ export class LmdbStore implements Store {
       path: `${options.dataDir}/broker.lmdb`,
       noSync: options.durability === 'relaxed',
       mapSize: options.mapSize,
-      maxDbs: 8,
+      maxDbs: 12,
     });
     this.sessions = this.root.openDB({ name: 'sessions' });
-    this.queue = this.root.openDB({ name: 'queue' });
+    this.queue = this.root.openDB({ name: 'queue-entries', encoding: 'binary' });
     this.messages = this.root.openDB({ name: 'messages' });
     this.refCounts = this.root.openDB({ name: 'refcounts' });
     this.inbound = this.root.openDB({ name: 'inbound-qos2' });
     this.released = this.root.openDB({ name: 'delivery-states' });
     this.retained = this.root.openDB({ name: 'retained' });
     for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
+    this.migrateMsgpackQueue();
+  }
+
+  /**
+   * Data directories written before the binary entry layout keep their entries in `queue`, in
+   * lmdb's default msgpack encoding: they move to `queue-entries` once, in one transaction.
+   */
+  private migrateMsgpackQueue(): void {
+    const legacy = this.root.openDB<StoredQueueEntry, SeqKey>({ name: 'queue' });
+    const rows = [...legacy.getRange()];
+    if (rows.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const { key, value } of rows) {
+        void this.queue.put(key, this.entries.encode(value));
+        void legacy.remove(key);
+      }
+    });
   }
 
   async load(_listener: StoreListener): Promise<LoadedState> {
@@ -106,12 +111,14 @@ export class LmdbStore implements Store {
     const sessions: LoadedSession[] = [];
     for (const { value: record } of this.sessions.getRange()) {
       const queue: QueueEntryRecord[] = [];
-      for (const { value } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
-        const { messageId, message: inline, ...rest } = value;
+      for (const { value: data } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
+        const { messageId, message: inline, ...rest } = decodeEntry(data);
         const message = inline ?? (messageId !== undefined ? messageFor(messageId) : undefined);
         if (!message) continue; // dangling reference: the message was already released
-        if (messageId !== undefined) this.referenced(record.clientId).set(value.seq, messageId);
-        queue.push({ ...rest, message, state: this.released.get([record.clientId, value.seq]) ?? rest.state });
+        if (messageId !== undefined) this.referenced(record.clientId).set(rest.seq, messageId);
+        const released = this.released.get([record.clientId, rest.seq]);
+        if (released !== undefined) this.releasedSeqs(record.clientId).add(rest.seq);
+        queue.push({ ...rest, message, state: released ?? rest.state });
       }
       const inboundQos2: number[] = [];
       for (const key of this.inbound.getKeys({ start: [record.clientId, 0], end: [record.clientId, 65536] })) {
@@ -178,7 +185,12 @@ export class LmdbStore implements Store {
 
   private rebuildReferences(): void {
     this.byReference.clear();
-    for (const { key, value } of this.queue.getRange()) if (value.messageId !== undefined) this.referenced(key[0]).set(key[1], value.messageId);
+    for (const { key, value } of this.queue.getRange()) {
+      const messageId = decodeEntry(value).messageId;
+      if (messageId !== undefined) this.referenced(key[0]).set(key[1], messageId);
+    }
+    this.withReleasedRow.clear();
+    for (const key of this.released.getKeys()) this.releasedSeqs(key[0]).add(key[1]);
   }
 
   async close(): Promise<void> {
@@ -200,17 +212,18 @@ export class LmdbStore implements Store {
         return;
       case 'enqueue': {
         if (queuedFor?.get(op.entry.message) === 1 && !this.messageIds.has(op.entry.message)) {
-          void this.queue.put([op.clientId, op.entry.seq], op.entry); // inline: the record as it is
+          void this.queue.put([op.clientId, op.entry.seq], this.entries.encode(op.entry)); // inline: the record as it is
           return;
         }
         const { message, ...rest } = op.entry;
         const messageId = this.retain(message);
         this.referenced(op.clientId).set(op.entry.seq, messageId);
-        void this.queue.put([op.clientId, op.entry.seq], { ...rest, messageId });
+        void this.queue.put([op.clientId, op.entry.seq], this.entries.encode({ ...rest, messageId }));
         return;
       }
       case 'setDeliveryState':
         void this.released.put([op.clientId, op.seq], op.state);
+        this.releasedSeqs(op.clientId).add(op.seq);
         return;
       case 'dequeue':
         this.dequeue(op.clientId, op.seq);
@@ -259,13 +272,28 @@ export class LmdbStore implements Store {
   /** An inline entry is removed without reading it: only referenced ones are tracked here. */
   private dequeue(clientId: string, seq: number): void {
     void this.queue.remove([clientId, seq]);
-    void this.released.remove([clientId, seq]);
+    const released = this.withReleasedRow.get(clientId);
+    if (released?.delete(seq)) {
+      void this.released.remove([clientId, seq]);
+      if (released.size === 0) this.withReleasedRow.delete(clientId);
+    }
     const references = this.byReference.get(clientId);
     const messageId = references?.get(seq);
     if (messageId === undefined) return;
     references!.delete(seq);
     if (references!.size === 0) this.byReference.delete(clientId);
     this.release(messageId);
+  }
+
+  /**
+   * The sequences with a `delivery-states` row, by session: a dequeue removes that row only when
+   * there is one (QoS 2 past PUBREC), instead of a lookup per acknowledged delivery.
+   */
+  private readonly withReleasedRow = new Map<string, Set<number>>();
+  private releasedSeqs(clientId: string): Set<number> {
+    let seqs = this.withReleasedRow.get(clientId);
+    if (!seqs) this.withReleasedRow.set(clientId, (seqs = new Set()));
+    return seqs;
   }
 
   /** Queue entries that reference a shared message, by session and sequence: a dequeue must release it. */
