@@ -489,29 +489,65 @@ export class Broker implements StoreListener {
     return committed.then(() => this.setRetained(message));
   }
 
+  /**
+   * Stores `ops` and then lets `entries` go out. Calls whose ops land in the same store batch
+   * (the store returns one promise for it) share one record here: one retry, one hand-off of all
+   * their entries, one pump per session. A promise chain per PUBLISH was a tenth of the durable
+   * path's allocations. An entry is only ever made ready by the batch that stored its message.
+   */
   private commitDeliveries(ops: StoreOp[], entries: OutboundEntry[]): Promise<void> {
-    return this.persist(ops).then(
-      () => {
-        for (const entry of entries) entry.ready = true;
-        this.pumpAll(entries);
-      },
-      (e: unknown) => {
-        this.stats.publishStoreFailures++;
-        for (const entry of entries) entry.session.outbound.finish(entry);
-        this.pumpAll(entries);
-        throw e;
-      },
-    );
+    const done = this.store.commit(ops);
+    let batch = this.deliveries;
+    if (batch === undefined || batch.done !== done || batch.settled) {
+      batch = this.deliveryBatch(done);
+      this.deliveries = batch;
+    }
+    for (const op of ops) batch.ops.push(op);
+    for (const entry of entries) batch.entries.push(entry);
+    return batch.result;
   }
 
+  private deliveries: DeliveryBatch | undefined;
+
+  private deliveryBatch(done: Promise<void>): DeliveryBatch {
+    const batch: DeliveryBatch = { done, ops: [], entries: [], settled: false, result: done };
+    const release = (): void => {
+      for (const entry of batch.entries) entry.ready = true;
+      this.pumpAll(batch.entries);
+    };
+    const drop = (e: unknown): never => {
+      this.stats.publishStoreFailures++;
+      for (const entry of batch.entries) entry.session.outbound.finish(entry);
+      this.pumpAll(batch.entries);
+      throw e;
+    };
+    // Settled as soon as the store answered, before any retry: the retry stores exactly the ops
+    // collected so far, so nothing may join the record after that.
+    batch.result = done.then(
+      () => {
+        batch.settled = true;
+        release();
+      },
+      (e: unknown) => {
+        batch.settled = true;
+        return this.retryCommit(batch.ops, e, 0).then(release, drop);
+      },
+    );
+    return batch;
+  }
+
+  /** Pumps each session of `entries` once. */
   private pumpAll(entries: OutboundEntry[]): void {
-    let last: Session | undefined;
+    if (entries.length === 1) {
+      entries[0]!.session.owner?.pump();
+      return;
+    }
+    const pumped = new Set<Session>();
     for (const entry of entries) {
       const session = entry.session;
-      if (session !== last) {
-        session.owner?.pump();
-        last = session;
-      }
+      if (pumped.has(session)) continue;
+      pumped.add(session);
+      session.owner?.pump();
     }
   }
 
@@ -801,6 +837,17 @@ export class Broker implements StoreListener {
   }
 
   private background: { done: Promise<void>; ops: StoreOp[] } | undefined;
+}
+
+/** Publishes whose store changes went into one store batch, and the deliveries they wait to release. */
+interface DeliveryBatch {
+  /** The store's promise for the batch. */
+  done: Promise<void>;
+  ops: StoreOp[];
+  entries: OutboundEntry[];
+  /** Set once its outcome was handed out: later commits start a new record even with the same `done`. */
+  settled: boolean;
+  result: Promise<void>;
 }
 
 /** How long `stop` waits for commits in flight. */

@@ -138,6 +138,7 @@ export class Router {
 }
 
 function emit(node: TrieNode, visitor: MatchVisitor): void {
-  for (const [clientId, sub] of node.subscribers) visitor.subscriber(clientId, sub);
-  for (const group of node.shared.values()) visitor.shared(group);
+  // Most nodes on a match path hold no subscribers or no groups: skip making their iterators.
+  if (node.subscribers.size > 0) for (const [clientId, sub] of node.subscribers) visitor.subscriber(clientId, sub);
+  if (node.shared.size > 0) for (const group of node.shared.values()) visitor.shared(group);
 }
