@@ -24,6 +24,9 @@ export interface BrokerDef {
   version(): string;
   /** `spec`: the case it runs (Mosquitto persists only for persistent-session cases). */
   launch(port: number, workDir: string, spec?: CaseSpec): LaunchSpec;
+  /** Runs only these scenarios (a baseline that is not a broker); the others are skipped with `onlyWhy`. */
+  onlyScenarios?: CaseSpec['scenario'][];
+  onlyWhy?: string;
 }
 
 function readJson(file: string): { version?: string } {
@@ -69,6 +72,20 @@ export function aedes(): BrokerDef {
       args: [server, 'start', '--port', String(port), '--data-dir', path.join(workDir, 'data')],
       ready: 'listening',
     }),
+  };
+}
+
+/** Not a broker: Node's floor for memory per connection (bench/peers/bare-node-server.ts), connect case only. */
+export function bareNode(): BrokerDef {
+  const server = path.join(REPO_ROOT, 'dist', 'bench', 'peers', 'bare-node-server.js');
+  return {
+    name: 'bare-node',
+    label: 'bare Node.js',
+    unavailable: () => (fs.existsSync(server) ? null : `bare-node skipped: ${server} not built`),
+    version: () => process.version,
+    launch: (port) => ({ cmd: process.execPath, args: [server, 'start', '--port', String(port)], ready: 'listening' }),
+    onlyScenarios: ['connect'],
+    onlyWhy: 'baseline: answers CONNECT only',
   };
 }
 

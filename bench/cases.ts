@@ -1,8 +1,32 @@
 // The case matrix. The same cases run against every broker.
-import type { CaseSpec, QoS } from './types';
+import type { CaseSpec, GeneratorResult, QoS, SweepVerdict } from './types';
 
 /** Window of unacked messages per publisher in p2p and latency (also Mosquitto's max_inflight_messages). */
 export const WINDOW = 64;
+
+/** Offered rates (msg/s in total) of the fan-in sweep. */
+export const FANIN_STEPS = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000];
+export const FANIN_STEPS_QUICK = [10_000, 20_000, 30_000, 45_000];
+
+/** A sweep step is sustained with p99 at most this, end to end. */
+export const SWEEP_P99_MS = 50;
+
+/**
+ * Whether a sweep step was sustained: its correctness checks passed, the subscriber got at least
+ * 95 % of the offered rate in the window, p99 stayed within SWEEP_P99_MS, and nothing was left
+ * behind (everything published was delivered within one second of publishing stopping).
+ */
+export function sweepVerdict(spec: CaseSpec, ok: boolean, gen: GeneratorResult | undefined): SweepVerdict | undefined {
+  if (!spec.sweep) return undefined;
+  const verdict = (why?: string): SweepVerdict => ({ ...spec.sweep!, sustained: why === undefined, ...(why ? { why } : {}) });
+  if (!gen) return verdict('no result');
+  if (!ok) return verdict('failed its correctness checks');
+  const offered = spec.sweep.offeredPerSec;
+  if (gen.deliveredPerSec < offered * 0.95) return verdict(`delivered ${gen.deliveredPerSec} of ${offered} msg/s offered`);
+  if (gen.latency.p99Ms > SWEEP_P99_MS) return verdict(`p99 ${gen.latency.p99Ms.toFixed(1)} ms > ${SWEEP_P99_MS} ms`);
+  if (!gen.drainedFully || gen.drainMs > 1000) return verdict(`left behind: ${gen.drainedFully ? `${gen.drainMs} ms` : 'not'} drained after publishing stopped`);
+  return verdict();
+}
 
 export function buildCases(quick: boolean): CaseSpec[] {
   const t = quick
@@ -48,17 +72,26 @@ export function buildCases(quick: boolean): CaseSpec[] {
       maxMessagesPerPublisher: 200_000,
     });
   }
-  cases.push({
-    ...base,
-    id: 'fanin-qos1-1000pubs',
-    scenario: 'fanin',
-    qos: 1,
-    payloadBytes: 64,
-    publishers: 1000,
-    subscribers: 1,
-    window: 8,
-    ratePerPublisher: 50,
-  });
+  // Fan-in sweep: 1000 publishers at QoS 1 into one `bench/+/data` subscriber, at increasing
+  // offered rates; a broker's sustainable rate is the highest step it sustained (sweepVerdict).
+  for (const offered of quick ? FANIN_STEPS_QUICK : FANIN_STEPS) {
+    cases.push({
+      ...base,
+      id: `fanin-sweep-${offered / 1000}k`,
+      scenario: 'fanin',
+      qos: 1,
+      payloadBytes: 64,
+      publishers: 1000,
+      subscribers: 1,
+      window: 8,
+      ratePerPublisher: offered / 1000,
+      // Node.js brokers need about a second from cold (JIT, the first PUBLISH of 1000 sessions)
+      // before their latency is their steady state: a shorter warm-up measured 200 ms p99 at 10k.
+      warmupMs: 1500,
+      measureMs: quick ? 1500 : 3000,
+      sweep: { group: 'fanin-sweep', offeredPerSec: offered },
+    });
+  }
   cases.push({
     ...base,
     id: quick ? 'connect-2000' : 'connect-10000',

@@ -4,12 +4,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResultLine } from './types';
 
-export const BROKER_ORDER = ['iot-bridge', 'iot-bridge-relaxed', 'aedes', 'mosquitto'];
+export const BROKER_ORDER = ['iot-bridge', 'iot-bridge-relaxed', 'aedes', 'mosquitto', 'bare-node'];
 const COLORS: Record<string, string> = {
   'iot-bridge': '#1f77b4',
   'iot-bridge-relaxed': '#6baed6',
   aedes: '#ff7f0e',
   mosquitto: '#2ca02c',
+  'bare-node': '#7f7f7f',
 };
 
 const fmt = (n: number, digits = 0): string =>
@@ -45,6 +46,10 @@ function metricsFor(sample: ResultLine): Metric[] {
     ];
   }
   const ms: Metric[] = [{ name: 'delivered', unit: 'msg/s', better: 'higher', value: (l) => (ran(l) ? l.throughput : undefined) }];
+  if (sample.sweep) {
+    ms.push({ name: 'latency p99', unit: 'ms', better: 'lower', value: (l) => (ran(l) ? l.generator?.latency.p99Ms : undefined) });
+    return ms;
+  }
   if (sample.scenario === 'latency' || sample.scenario === 'fanin') {
     ms.push(
       { name: 'latency p50', unit: 'ms', better: 'lower', value: (l) => (ran(l) ? l.generator?.latency.p50Ms : undefined) },
@@ -97,7 +102,11 @@ export function contended(l: ResultLine): boolean {
   return st !== undefined && contentionPct(l) > CONTENDED_PCT;
 }
 
+/** The bare Node.js baseline only runs the connect case: its other cells are blanks, not skips. */
+const BASELINE_ONLY = 'baseline: answers CONNECT only';
+
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
+  if (l?.skipped === BASELINE_ONLY) return '·';
   if (!l || l.skipped) return 'skipped';
   if (v === undefined) return 'n/a';
   let s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
@@ -158,6 +167,8 @@ export function renderMarkdown(lines: ResultLine[]): string {
       out.push(`| ${row.join(' | ')} |`);
     }
   }
+  out.push(...renderSweeps(lines, brokers, label, ratioCols));
+  out.push(...renderMemoryFloor(lines, label));
   out.push('', '## Correctness and load', '');
   out.push(
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
@@ -197,6 +208,66 @@ export function renderMarkdown(lines: ResultLine[]): string {
   if (problems.length > 0) out.push('', 'Failures:', '', ...problems);
   out.push('', 'Method, cases and generator capacity: docs/benchmarks.md.', '');
   return out.join('\n');
+}
+
+/**
+ * Per sweep group: each broker's sustainable rate, the highest offered rate it sustained (steps
+ * run in increasing order and stop at the first one not sustained), and why the next one failed.
+ */
+export function sustainableRates(lines: ResultLine[], group: string): Map<string, { rate: number; stoppedAt?: string }> {
+  const out = new Map<string, { rate: number; stoppedAt?: string }>();
+  for (const l of lines) {
+    if (l.sweep?.group !== group) continue;
+    const cur = out.get(l.broker) ?? { rate: 0 };
+    if (l.sweep.sustained) cur.rate = Math.max(cur.rate, l.sweep.offeredPerSec);
+    else if (cur.stoppedAt === undefined) cur.stoppedAt = `${fmt(l.sweep.offeredPerSec)}: ${l.sweep.why ?? ''}`;
+    out.set(l.broker, cur);
+  }
+  return out;
+}
+
+function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string) => string, ratioCols: [string, string][]): string[] {
+  const groups = [...new Set(lines.flatMap((l) => (l.sweep ? [l.sweep.group] : [])))];
+  if (groups.length === 0) return [];
+  const out: string[] = ['', '## Sustainable rates', ''];
+  out.push(
+    'A sweep runs one case at increasing offered rates and stops at the first step a broker does not sustain ' +
+      '(correctness checks, delivered ≥ 95% of offered, p99 ≤ 50 ms, drained within 1 s of publishing stopping). ' +
+      'The sustainable rate is the highest step sustained; 0 means not even the first. Ratios are iot-bridge / peer.',
+    '',
+  );
+  const header = ['Sweep', ...brokers.map(label), ...ratioCols.map(([a, p]) => `${label(a)} / ${label(p)}`)];
+  out.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < 1 ? '---' : '---:')).join('|')}|`);
+  for (const g of groups) {
+    const rates = sustainableRates(lines, g);
+    const row = [`${g} (msg/s)`, ...brokers.map((b) => (rates.has(b) ? fmt(rates.get(b)!.rate) : 'skipped'))];
+    for (const [a, p] of ratioCols) row.push(ratio(rates.get(a)?.rate, rates.get(p)?.rate));
+    out.push(`| ${row.join(' | ')} |`);
+    const stops = brokers.filter((b) => rates.get(b)?.stoppedAt).map((b) => `${label(b)} stopped at ${rates.get(b)!.stoppedAt}`);
+    if (stops.length > 0) out.push('', `${g}: ${stops.join('; ')}.`);
+  }
+  return out;
+}
+
+/** RSS per idle connection of iot-bridge against a bare Node.js server (Node's own floor), from the connect case. */
+function renderMemoryFloor(lines: ResultLine[], label: (b: string) => string): string[] {
+  const connect = lines.filter((l) => l.scenario === 'connect' && !l.skipped && l.brokerStats?.rssPerConnKiB !== undefined);
+  const bare = connect.find((l) => l.broker === 'bare-node');
+  if (!bare) return [];
+  const floor = bare.brokerStats!.rssPerConnKiB!;
+  const out = ['', '## Memory per idle connection against Node.js itself', ''];
+  out.push(
+    `${bare.caseId}: a bare Node.js \`net\` server that only answers CONNECT holds ${fmt(floor, 1)} KiB of RSS per connection; ` +
+      'each broker below, and its ratio to that floor:',
+    '',
+    '| Broker | KiB per connection | / bare Node.js |',
+    '|---|---:|---:|',
+  );
+  for (const l of connect) {
+    if (l.broker === 'bare-node') continue;
+    out.push(`| ${label(l.broker)} | ${fmt(l.brokerStats!.rssPerConnKiB!, 1)} | ${ratio(l.brokerStats!.rssPerConnKiB, floor)} |`);
+  }
+  return out;
 }
 
 function esc(s: string): string {

@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import {
   REPO_ROOT,
   aedes,
+  bareNode,
   coreBusyPct,
   ensureMosquitto,
   othersCpu,
@@ -27,7 +28,7 @@ import {
   type BrokerDef,
   type RunningBroker,
 } from './brokers';
-import { WINDOW, buildCases, caseBoundMs } from './cases';
+import { WINDOW, buildCases, caseBoundMs, sweepVerdict } from './cases';
 import { CONTENDED_PCT, contentionPct, writeReports } from './report';
 import type { CaseSpec, GeneratorResult, ParentToWorker, ResultLine, WorkerToParent } from './types';
 
@@ -44,7 +45,7 @@ interface Options {
 function usage(): never {
   process.stdout.write(
     [
-      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,aedes,mosquitto] [--cases p2p,fanout,...]',
+      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,aedes,mosquitto,bare-node] [--cases p2p,fanout,...]',
       '                        [--iot-cli dist/src/cli.js] [--out bench/results]',
       '  --quick     reduced matrix and shorter windows (< 2 minutes)',
       '  --retries N rerun a case up to N times (default 1, max 5) when other processes used the CPU during its window;',
@@ -274,6 +275,8 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
       }
     }
     line.ok = run.gen !== null && run.gen.correctness.violations.length === 0 && line.errors.length === 0;
+    const verdict = sweepVerdict(spec, line.ok, run.gen ?? undefined);
+    if (verdict) line.sweep = verdict;
     const g = run.gen;
     const summary = !g
       ? 'no result'
@@ -282,7 +285,8 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
       `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
-        (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`),
+        (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`) +
+        (line.sweep ? (line.sweep.sustained ? '  sustained' : `  not sustained: ${line.sweep.why}`) : ''),
     );
   } catch (e) {
     line.errors.push((e as Error).message);
@@ -298,7 +302,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const budgetMs = opts.quick ? 150_000 : 720_000;
+  const budgetMs = opts.quick ? 210_000 : 900_000;
   const cores = pickCores();
   fs.mkdirSync(opts.outDir, { recursive: true });
 
@@ -307,7 +311,7 @@ async function main(): Promise<void> {
   if (opts.ackBatchMs !== null) cases = cases.map((c) => ({ ...c, ackBatchMs: opts.ackBatchMs ?? c.ackBatchMs }));
 
   const mosquittoMissing = ensureMosquitto(log);
-  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), aedes(), mosquitto(WINDOW)];
+  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), aedes(), mosquitto(WINDOW), bareNode()];
   const brokers = all.filter((b) => !opts.brokers || opts.brokers.includes(b.name));
 
   const runId = new Date().toISOString().replace(/[:.]/g, '-');
@@ -339,6 +343,8 @@ async function main(): Promise<void> {
     if (skip) log(`${def.label}: ${skip}`);
     else log(`${def.label} ${version}`);
     let failedStarts = 0;
+    /** Sweep groups this broker stopped sustaining, with the step and reason: its higher steps are skipped. */
+    const sweepEnded = new Map<string, string>();
     for (const spec of cases) {
       const line: ResultLine = {
         runId,
@@ -361,6 +367,9 @@ async function main(): Promise<void> {
         line.skipped = `time budget of ${budgetMs / 1000} s exhausted`;
       }
       if (skip) line.skipped = skip;
+      if (!line.skipped && def.onlyScenarios && !def.onlyScenarios.includes(spec.scenario)) line.skipped = def.onlyWhy ?? 'not run';
+      const ended = spec.sweep ? sweepEnded.get(spec.sweep.group) : undefined;
+      if (!line.skipped && ended) line.skipped = `above the sustainable rate (${ended})`;
       casesLeft--;
       if (line.skipped) {
         emit(line);
@@ -386,6 +395,7 @@ async function main(): Promise<void> {
       }
       Object.assign(line, best, { attempts: attempt + 1 });
       emit(line);
+      if (line.sweep && !line.sweep.sustained) sweepEnded.set(line.sweep.group, `${spec.id}: ${line.sweep.why}`);
       if (failedStarts >= 2) {
         // A broker that cannot start is not retried for every case.
         skip = `${def.label} failed to start: ${line.errors[line.errors.length - 1] ?? ''}`;

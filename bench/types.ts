@@ -36,6 +36,17 @@ export interface CaseSpec {
   connections: number;
   /** Publishers and subscribers connect with clean session 0: every delivery is stored (the durable path). */
   persistent?: boolean;
+  /** One step of a rate sweep (fan-in): the steps of a group run in increasing rate until one is not sustained. */
+  sweep?: { group: string; offeredPerSec: number };
+}
+
+/** A sweep step's verdict: sustained when it passed its checks, p99 ≤ the bound and nothing was left behind. */
+export interface SweepVerdict {
+  group: string;
+  offeredPerSec: number;
+  sustained: boolean;
+  /** Why not, when not. */
+  why?: string;
 }
 
 export interface LatencyStats {
@@ -152,6 +163,8 @@ export interface ResultLine {
     exitCode: number | null;
     exitSignal: string | null;
   };
+  /** Sweep steps only. */
+  sweep?: SweepVerdict;
   ok: boolean;
   errors: string[];
 }
