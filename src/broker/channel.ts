@@ -4,6 +4,7 @@ import type { Packet, ProtocolVersion, PublishPacket } from '../protocol/packets
 import { ReasonCode } from '../protocol/reason-codes';
 import type { Broker } from './broker';
 import { dispatch } from './handlers';
+import { refuse as refuseConnect } from './handlers/connect';
 import type { OutboundEntry } from './outbound-queue';
 import type { Session, SessionOwner } from './session';
 
@@ -38,7 +39,23 @@ export interface ClientLimits {
   requestProblemInformation: boolean;
 }
 
+/**
+ * What a client may send behind its CONNECT before the CONNACK, held until then. Reading pauses
+ * once CONNECT is in, so over TCP only the rest of that read is held; one WebSocket message can
+ * carry much more. Past either bound the connection is refused with 0x97 (Quota exceeded).
+ */
 const MAX_PACKETS_BEFORE_CONNACK = 1000;
+const MAX_BYTES_BEFORE_CONNACK = 1024 * 1024;
+
+/** Bytes a held packet keeps in memory, near enough to bound them: its payload and topic(s) and a fixed overhead. */
+function heldBytes(packet: Packet): number {
+  let n = 64;
+  if ('payload' in packet && packet.payload) n += packet.payload.length;
+  if ('topic' in packet && typeof packet.topic === 'string') n += packet.topic.length;
+  if ('subscriptions' in packet && Array.isArray(packet.subscriptions)) for (const s of packet.subscriptions) n += 16 + s.topic.length;
+  if ('unsubscriptions' in packet && Array.isArray(packet.unsubscriptions)) for (const t of packet.unsubscriptions) n += 16 + t.length;
+  return n;
+}
 
 /**
  * The per-connection MQTT state machine. Bytes and clock ticks come in; packets to write
@@ -59,15 +76,27 @@ export class Channel implements SessionOwner {
   /** QoS 1/2 PUBLISHes received and not yet completed (MQTT 5 Receive Maximum). */
   inboundInflight = 0;
   /** QoS 2 packet ids counted in inboundInflight: ids carried over from an earlier connection are not. */
-  readonly inboundQos2Counted = new Set<number>();
-  readonly inboundAliases = new Map<number, string>();
-  readonly outboundAliases = new Map<string, number>();
+  private inboundQos2Ids: Set<number> | undefined;
+  private inboundAliasMap: Map<number, string> | undefined;
+  private outboundAliasMap: Map<string, number> | undefined;
+  // Made on first use: most connections never use aliases or QoS 2, and an idle connection's
+  // memory is mostly such empty tables.
+  get inboundQos2Counted(): Set<number> {
+    return (this.inboundQos2Ids ??= new Set());
+  }
+  get inboundAliases(): Map<number, string> {
+    return (this.inboundAliasMap ??= new Map());
+  }
+  get outboundAliases(): Map<string, number> {
+    return (this.outboundAliasMap ??= new Map());
+  }
   private readonly decoder: PacketDecoder;
   private readonly replies: PendingReply[] = [];
   /** Payload bytes of the requests whose replies wait. */
   private pendingBytes = 0;
   private inputPaused = false;
   private readonly heldPackets: Packet[] = [];
+  private heldPacketBytes = 0;
   /** Deliveries in flight when the session was last connected, not yet re-sent on this connection. */
   private readonly resend: OutboundEntry[] = [];
 
@@ -131,8 +160,11 @@ export class Channel implements SessionOwner {
   handle(packet: Packet): void {
     if (this.state === 'authenticating') {
       // MQTT 5 §3.1.4: nothing after CONNECT is processed until the client is authenticated.
-      if (this.heldPackets.length >= MAX_PACKETS_BEFORE_CONNACK) this.close(ReasonCode.QuotaExceeded);
-      else this.heldPackets.push(packet);
+      this.heldPacketBytes += heldBytes(packet);
+      if (this.heldPackets.length >= MAX_PACKETS_BEFORE_CONNACK || this.heldPacketBytes > MAX_BYTES_BEFORE_CONNACK) {
+        this.heldPackets.length = 0;
+        refuseConnect(this, ReasonCode.QuotaExceeded, `more than ${MAX_PACKETS_BEFORE_CONNACK} packets or ${MAX_BYTES_BEFORE_CONNACK} bytes sent before CONNACK`);
+      } else this.heldPackets.push(packet);
       return;
     }
     if (this.state === 'awaiting-connect' && packet.cmd !== 'connect') {
@@ -145,6 +177,7 @@ export class Channel implements SessionOwner {
   /** Called by the CONNECT handler once CONNACK is out. */
   connected(): void {
     this.state = 'connected';
+    this.heldPacketBytes = 0;
     for (const packet of this.heldPackets.splice(0)) {
       if (this.state !== 'connected') return;
       dispatch(this, packet);
@@ -292,13 +325,13 @@ export class Channel implements SessionOwner {
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
       if (!entry) return;
-      if (entry.qos > 0 && queue.inflight.size >= window) return;
+      if (entry.qos > 0 && queue.inflightCount >= window) return;
       if (entry.message.expiresAt !== undefined && entry.message.expiresAt <= now) {
         this.broker.stats.messagesDroppedExpired++;
         this.broker.finishDelivery(session, entry);
         continue;
       }
-      if (entry.qos > 0 && queue.inflight.has(entry.packetId)) return; // wait until that id is free
+      if (entry.qos > 0 && queue.inflightEntry(entry.packetId) !== undefined) return; // wait until that id is free
       const packet = this.publishPacket(entry, false);
       if (!packet) {
         this.broker.finishDelivery(session, entry);
@@ -317,7 +350,7 @@ export class Channel implements SessionOwner {
       if (this.transport.bufferedBytes >= this.options.maxWriteBuffer) return false;
       const entry = this.resend[0];
       const live = !entry.done && entry.state === 'queued'; // else acknowledged (or released) meanwhile
-      if (live && queue.inflight.size - waiting >= window) return false;
+      if (live && queue.inflightCount - waiting >= window) return false;
       this.resend.shift();
       if (!live) continue;
       waiting--;

@@ -29,10 +29,23 @@ export class OutboundQueue {
   private entries: OutboundEntry[] = [];
   private head = 0;
   private cursor = 0;
-  readonly inflight = new Map<number, OutboundEntry>();
+  /** Sent and unfinished QoS 1/2 deliveries by packet id; made on first use (an idle connection has none). */
+  private inflightById: Map<number, OutboundEntry> | undefined;
   /** Entries not yet sent, and their payload bytes: the "offline queue" that limits bound. */
   pendingCount = 0;
   pendingBytes = 0;
+
+  get inflightCount(): number {
+    return this.inflightById?.size ?? 0;
+  }
+
+  inflightEntry(packetId: number): OutboundEntry | undefined {
+    return this.inflightById?.get(packetId);
+  }
+
+  private get inflight(): Map<number, OutboundEntry> {
+    return (this.inflightById ??= new Map());
+  }
 
   get length(): number {
     return this.entries.length - this.head;
@@ -74,7 +87,7 @@ export class OutboundQueue {
       this.pendingCount--;
       this.pendingBytes -= entry.bytes;
     } else if (entry.qos > 0) {
-      this.inflight.delete(entry.packetId);
+      this.inflightById?.delete(entry.packetId);
     }
     this.compact();
   }
@@ -90,7 +103,7 @@ export class OutboundQueue {
 
   /** Sent, unfinished entries in sequence order: what a reconnect re-sends. */
   sentUnfinished(): OutboundEntry[] {
-    return [...this.inflight.values()].sort((a, b) => a.seq - b.seq);
+    return this.inflightById ? [...this.inflightById.values()].sort((a, b) => a.seq - b.seq) : [];
   }
 
   unfinished(): OutboundEntry[] {

@@ -21,7 +21,12 @@ export interface SessionOwner {
  * queue with in-flight deliveries, and received QoS 2 packet ids.
  */
 export class Session {
-  readonly subscriptions = new Map<string, StoredSubscription>();
+  private subscriptionMap: Map<string, StoredSubscription> | undefined;
+  private inboundQos2Map: Map<number, Promise<void>> | undefined;
+  /** Made on first use, like inboundQos2: an idle connection's session is mostly such empty tables. */
+  get subscriptions(): Map<string, StoredSubscription> {
+    return (this.subscriptionMap ??= new Map());
+  }
   readonly outbound = new OutboundQueue();
   /**
    * QoS 2 packet ids received and not yet released by PUBREL. The promise settles when the
@@ -29,7 +34,9 @@ export class Session {
    * It lives here, not on the connection, so that a duplicate arriving on the connection that
    * took the session over still waits for the first commit (G2).
    */
-  readonly inboundQos2 = new Map<number, Promise<void>>();
+  get inboundQos2(): Map<number, Promise<void>> {
+    return (this.inboundQos2Map ??= new Map());
+  }
   owner: SessionOwner | null = null;
   will: StoredWill | undefined;
   disconnectedAt: number | undefined;

@@ -132,7 +132,7 @@ test('on reconnect an unacknowledged delivery now too large for the client is dr
     const p = asPublish(await c2.client.next('publish'));
     assert.equal(p.payload.toString(), 'small');
     c2.client.send({ cmd: 'puback', messageId: p.messageId });
-    await until(() => b.broker.sessions.get('big')!.outbound.inflight.size === 0, 2000, 'empty in-flight window');
+    await until(() => b.broker.sessions.get('big')!.outbound.inflightCount === 0, 2000, 'empty in-flight window');
   });
 });
 

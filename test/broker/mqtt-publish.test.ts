@@ -82,7 +82,7 @@ for (const protocolVersion of [4, 5] as const) {
       assert.equal(p1.dup, false);
       assert.equal(typeof p1.messageId, 'number');
       const session = b.broker.sessions.get('rx')!;
-      assert.equal(session.outbound.inflight.size, 1);
+      assert.equal(session.outbound.inflightCount, 1);
       client.send({ cmd: 'puback', messageId: p1.messageId });
 
       await pub.publishAsync('out/b', 'q2', { qos: 2 });
@@ -92,11 +92,11 @@ for (const protocolVersion of [4, 5] as const) {
       client.send({ cmd: 'pubrec', messageId: p2.messageId });
       const rel = (await client.next('pubrel')) as IPubrelPacket;
       assert.equal(rel.messageId, p2.messageId);
-      assert.equal(session.outbound.inflight.size, 1);
+      assert.equal(session.outbound.inflightCount, 1);
       client.send({ cmd: 'pubcomp', messageId: p2.messageId });
       client.send({ cmd: 'pingreq' });
       await client.next('pingresp');
-      assert.equal(session.outbound.inflight.size, 0);
+      assert.equal(session.outbound.inflightCount, 0);
       // Nothing is re-sent afterwards.
       await client.expectNone('publish', 100);
     });

@@ -85,7 +85,7 @@ for (const v of [4, 5] as const) {
       c2.client.send({ cmd: 'pubcomp', messageId: p3.messageId });
       c2.client.send({ cmd: 'pingreq' });
       await c2.client.next('pingresp');
-      assert.equal(b.broker.sessions.get('dup')!.outbound.inflight.size, 0);
+      assert.equal(b.broker.sessions.get('dup')!.outbound.inflightCount, 0);
       await c2.client.expectNone('publish', 100);
       await c2.client.expectNone('pubrel', 0);
     });

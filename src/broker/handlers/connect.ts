@@ -163,7 +163,8 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
 }
 
 /** Answers CONNECT with a refusal and closes (MQTT-3.2.2-5: session present is 0). */
-function refuse(ch: Channel, reasonCode: number, reason: string): void {
+/** Answers CONNECT with a refusal (MQTT 5 reason code, 3.1.1 return code) and closes. */
+export function refuse(ch: Channel, reasonCode: number, reason: string): void {
   ch.broker.stats.connectionsRefused++;
   ch.broker.log.debug({ clientId: ch.clientId, reasonCode, reason }, 'connection refused');
   if (ch.protocolVersion === 5) {

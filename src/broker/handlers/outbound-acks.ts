@@ -6,7 +6,7 @@ import type { Channel } from '../channel';
 
 export function handlePuback(ch: Channel, packet: PubackPacket): void {
   const session = ch.session!;
-  const entry = session.outbound.inflight.get(packet.messageId!);
+  const entry = session.outbound.inflightEntry(packet.messageId!);
   if (!entry || entry.qos !== 1) return; // unknown id: nothing to do (MQTT 5 §4.3.2)
   ch.broker.finishDelivery(session, entry);
   ch.pump();
@@ -15,7 +15,7 @@ export function handlePuback(ch: Channel, packet: PubackPacket): void {
 export function handlePubrec(ch: Channel, packet: PubrecPacket): void {
   const session = ch.session!;
   const packetId = packet.messageId!;
-  const entry = session.outbound.inflight.get(packetId);
+  const entry = session.outbound.inflightEntry(packetId);
   if (!entry || entry.qos !== 2) {
     if (ch.protocolVersion === 5) {
       ch.send({ cmd: 'pubrel', messageId: packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
@@ -40,7 +40,7 @@ export function handlePubrec(ch: Channel, packet: PubrecPacket): void {
 
 export function handlePubcomp(ch: Channel, packet: PubcompPacket): void {
   const session = ch.session!;
-  const entry = session.outbound.inflight.get(packet.messageId!);
+  const entry = session.outbound.inflightEntry(packet.messageId!);
   if (!entry || entry.qos !== 2 || entry.state !== 'pubrec') return;
   ch.broker.finishDelivery(session, entry);
   ch.pump();
