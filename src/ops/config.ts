@@ -81,7 +81,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
   { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
   { key: 'durability', kind: 'enum', values: ['strict', 'relaxed'], doc: '`strict`: acknowledge after fsync (survives power loss). `relaxed`: acknowledge after the commit reaches the OS (survives kill -9 of the broker, not a power cut).' },
-  { key: 'lmdbMapSize', kind: 'int', min: 1 << 20, max: 2 ** 45, doc: 'Largest size the embedded store may grow to, bytes.' },
+  { key: 'lmdbMapSize', kind: 'int', min: 1 << 20, max: 2 ** 45, doc: 'Largest size of the embedded store data, bytes. Past it new messages are refused (MQTT 5 PUBACK/PUBREC 0x97, 3.1.1 connection closed: nothing unstored is acknowledged) while deliveries and acks go on and drain it; re-checked at most every 100 ms.' },
   { key: 'logLevel', kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (pino, JSON lines on stdout).' },
   { key: 'cluster', kind: 'bool', doc: 'Run as a node of a cluster on RocketMQ (`namesrv`) instead of the embedded store: sessions, subscriptions, retained messages and queues live in RocketMQ, and clients may connect to any node. `--cluster` alone means true. See docs/cluster.md.' },
   { key: 'namesrv', kind: 'optional-string', doc: 'RocketMQ name server(s) of the cluster, `host:port`, several separated by `;`. Needed with `cluster`.' },

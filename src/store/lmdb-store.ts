@@ -23,7 +23,11 @@ export interface LmdbStoreOptions {
    * relaxed: a commit resolves once it is in the OS page cache (survives kill -9, not power loss).
    */
   durability: Durability;
-  /** Upper bound of the memory map, bytes. */
+  /**
+   * Largest size of the stored data, bytes. Past it, commits that add messages (enqueue, retained,
+   * QoS 2 records) are refused with StoreError 'full'; everything else, deletes included, goes on,
+   * so the store drains. Checked after writes at most every 100 ms, so those may pass it.
+   */
   mapSize: number;
 }
 
@@ -58,6 +62,9 @@ export class LmdbStore implements Store {
   private readonly messageIds = new WeakMap<Message, number>();
   private nextMessageId = 1;
   private closed = false;
+  /** Set while the stored data is at or past `mapSize`; cleared below 90 % of it. */
+  private full = false;
+  private sizeCheckedAt = 0;
   /** The latest commit: an empty commit only has to wait for it. */
   private last: Promise<void> = Promise.resolve();
 
@@ -78,6 +85,7 @@ export class LmdbStore implements Store {
     this.retained = this.root.openDB({ name: 'retained' });
     for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
     this.migrateMsgpackQueue();
+    this.checkSize();
   }
 
   /**
@@ -148,6 +156,10 @@ export class LmdbStore implements Store {
    */
   commit(ops: StoreOp[]): Promise<void> {
     if (this.closed) return Promise.reject(new StoreError('closed', 'store is closed'));
+    if (this.full) this.checkSize(); // deletes may have drained it since the last write checked
+    if (this.full && ops.some(addsMessage)) {
+      return Promise.reject(new StoreError('full', `the embedded store holds ${this.usedBytes()} bytes, its limit is ${this.options.mapSize} (lmdbMapSize)`));
+    }
     if (ops.length === 0) return this.last;
     if (!this.pending) {
       const batch: PendingBatch = { ops: [], done: undefined as unknown as Promise<void> };
@@ -177,10 +189,36 @@ export class LmdbStore implements Store {
         for (const op of ops) this.apply(op, queuedFor);
       });
       if (this.options.durability === 'strict') await this.root.flushed;
+      this.checkSize();
     } catch (e) {
       this.rebuildReferences(); // the transaction's changes to them were rolled back
       throw new StoreError('unavailable', `LMDB commit failed: ${(e as Error).message}`);
     }
+  }
+
+  /** The pages the stored data occupies, in bytes (free pages that LMDB reuses are not counted). */
+  usedBytes(): number {
+    let pages = 0;
+    let pageSize = 4096;
+    for (const db of [this.root, this.sessions, this.queue, this.messages, this.refCounts, this.inbound, this.released, this.retained]) {
+      const s = db.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
+      pageSize = s.pageSize;
+      pages += s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
+    }
+    return pages * pageSize;
+  }
+
+  /**
+   * Reading the sizes costs about 50 µs, so at most every 100 ms: the limit may be passed by the
+   * writes of that long.
+   */
+  private checkSize(): void {
+    const now = Date.now();
+    if (now - this.sizeCheckedAt < 100) return;
+    this.sizeCheckedAt = now;
+    const used = this.usedBytes();
+    if (!this.full && used >= this.options.mapSize) this.full = true;
+    else if (this.full && used < this.options.mapSize * 0.9) this.full = false;
   }
 
   private rebuildReferences(): void {
@@ -311,4 +349,9 @@ export class LmdbStore implements Store {
     }
     void this.sessions.remove(clientId);
   }
+}
+
+/** Ops that store message data: refused while the store is full. The rest keep it usable and let it drain. */
+function addsMessage(op: StoreOp): boolean {
+  return op.op === 'enqueue' || op.op === 'putRetained' || op.op === 'putInboundQos2' || op.op === 'publish';
 }

@@ -181,7 +181,8 @@ export interface Store {
 
 export class StoreError extends Error {
   constructor(
-    readonly reason: 'unavailable' | 'closed' | 'corrupt',
+    /** `full`: the store reached its configured size; writes that add messages are refused until it drains. */
+    readonly reason: 'unavailable' | 'closed' | 'corrupt' | 'full',
     message: string,
   ) {
     super(message);

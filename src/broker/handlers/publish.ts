@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { PublishPacket, PublishProperties } from '../../protocol/packets';
 import { ReasonCode } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
-import type { Message, MessageProperties } from '../../store/types';
+import { type Message, type MessageProperties, StoreError } from '../../store/types';
 import type { Channel } from '../channel';
 
 /** The properties that travel with a message; alias and subscription ids are per hop. */
@@ -111,8 +111,10 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
       }
       ch.broker.log.warn({ clientId: ch.clientId, topic, err: e.message }, 'publish not stored');
       if (v5) {
-        const properties = ch.client.requestProblemInformation ? { reasonString: 'message could not be stored' } : undefined;
-        ch.fill(slot, { cmd, messageId: packetId, reasonCode: ReasonCode.UnspecifiedError, properties });
+        // A full store is a quota (0x97): the client may try again once subscribers drained it.
+        const full = e instanceof StoreError && e.reason === 'full';
+        const properties = ch.client.requestProblemInformation ? { reasonString: full ? 'the broker\'s store is full' : 'message could not be stored' } : undefined;
+        ch.fill(slot, { cmd, messageId: packetId, reasonCode: full ? ReasonCode.QuotaExceeded : ReasonCode.UnspecifiedError, properties });
       } else ch.fill(slot, null, true);
     },
   );
