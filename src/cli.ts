@@ -1,13 +1,19 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import { PasswordFileError, updatePasswordFile } from './auth/password-file';
 import { ConfigError, loadConfig } from './ops/config';
 import { createLogger } from './ops/logger';
 import { startBroker } from './index';
 
 const USAGE = `usage: iot-bridge start [--port N] [--data-dir DIR] [--config FILE] [--durability strict|relaxed] [...]
-Every option is listed in docs/configuration.md; each is also an IOT_BRIDGE_* environment variable.`;
+       iot-bridge passwd FILE USER [--password PASSWORD | --delete]
+Every option is listed in docs/configuration.md; each is also an IOT_BRIDGE_* environment variable.
+passwd adds or replaces USER in the password file FILE (created if missing), asking for the password
+(or reading it from stdin when that is not a terminal) unless --password gives it; --delete removes USER.`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (command === 'passwd') return passwd(rest);
   if (command !== 'start') {
     console.error(USAGE);
     process.exit(command === undefined || command === '--help' ? 0 : 2);
@@ -61,8 +67,71 @@ async function main(argv: string[]): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => running.reloadAuth());
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** `iot-bridge passwd FILE USER [--password P | --delete]`: the file is rewritten whole, then renamed over the old one. */
+async function passwd(args: string[]): Promise<void> {
+  const flags = args.filter((a) => a.startsWith('--'));
+  const [file, user, ...extra] = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--password');
+  const at = args.indexOf('--password');
+  const given = at >= 0 ? args[at + 1] : undefined;
+  const remove = flags.includes('--delete');
+  if (!file || !user || extra.length > 0 || flags.some((f) => f !== '--password' && f !== '--delete') || (at >= 0 && given === undefined) || (remove && at >= 0)) {
+    console.error(USAGE);
+    process.exit(2);
+  }
+  try {
+    const before = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const password = remove ? null : given ?? (await askPassword());
+    if (password === '') throw new PasswordFileError('the password may not be empty');
+    const after = updatePasswordFile(before, user, password);
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, after, { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    console.error(`iot-bridge passwd: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
+
+/** Reads the password: from a terminal without echo, twice; otherwise the first line of stdin. */
+async function askPassword(): Promise<string> {
+  if (!process.stdin.isTTY) {
+    let text = '';
+    for await (const chunk of process.stdin) text += String(chunk);
+    return text.split(/\r?\n/)[0] ?? '';
+  }
+  const read = (prompt: string): Promise<string> =>
+    new Promise((resolve) => {
+      process.stdout.write(prompt);
+      const stdin = process.stdin;
+      stdin.setRawMode(true);
+      stdin.resume();
+      let text = '';
+      const onData = (d: Buffer): void => {
+        for (const ch of d.toString('utf8')) {
+          if (ch === '\r' || ch === '\n') {
+            stdin.off('data', onData);
+            stdin.setRawMode(false);
+            stdin.pause();
+            process.stdout.write('\n');
+            resolve(text);
+            return;
+          }
+          if (ch === '\u0003') process.exit(130); // Ctrl-C
+          if (ch === '\u007f') text = text.slice(0, -1);
+          else text += ch;
+        }
+      };
+      stdin.on('data', onData);
+    });
+  const first = await read('Password: ');
+  const again = await read('Reenter password: ');
+  if (first !== again) throw new PasswordFileError('the passwords do not match');
+  return first;
 }
 
 void main(process.argv.slice(2));

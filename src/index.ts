@@ -1,5 +1,6 @@
 import type http from 'node:http';
 import os from 'node:os';
+import { FileAuth } from './auth/file-auth';
 import { Broker } from './broker/broker';
 import { ClusterStore } from './cluster/cluster-store';
 import { allowAll, type BrokerHooks, type Logger, silentLogger } from './broker/options';
@@ -20,6 +21,8 @@ export interface RunningBroker {
   tlsPort: number;
   adminPort: number;
   stop(): Promise<void>;
+  /** Re-reads the password and ACL files (SIGHUP); an error leaves the previous rules in place. */
+  reloadAuth(): Error | undefined;
 }
 
 /** The composition root: the one place that chooses the store. */
@@ -51,7 +54,8 @@ export async function startBroker(
   options: { store?: Store; hooks?: BrokerHooks } = {},
 ): Promise<RunningBroker> {
   const store = options.store ?? createStore(config, log);
-  const broker = new Broker(store, config, options.hooks ?? allowAll, log);
+  const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.allowAnonymous !== 'auto') ? new FileAuth(config, log) : undefined;
+  const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log);
   await broker.start();
   const listeners = new Listeners(broker, config);
   const ports = await listeners.start();
@@ -65,6 +69,7 @@ export async function startBroker(
     broker,
     ...ports,
     adminPort: admin ? adminPort(admin) : 0,
+    reloadAuth: () => fileAuth?.reload(),
     stop() {
       stopping ??= (async () => {
         stopped = true;

@@ -67,6 +67,8 @@ export class Channel implements SessionOwner {
   protocolVersion: ProtocolVersion = 4;
   session: Session | null = null;
   clientId = '';
+  /** The user name the client authenticated with (CONNECT), for authorization. */
+  username: string | undefined;
   keepAliveMs = 0;
   lastReceivedAt: number;
   readonly connectDeadline: number;

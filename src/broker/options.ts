@@ -81,11 +81,18 @@ export interface AuthRequest {
   remoteAddress: string;
 }
 
-/** Extension points; every default allows. */
+/**
+ * What `authenticate` decides: true lets the client in; false refuses it as a bad user name or
+ * password (MQTT 5 0x86, 3.1.1 return code 4); a number refuses it with that MQTT 5 reason code
+ * (0x87 Not authorized: 3.1.1 return code 5, for a client that gave no credentials where they are required).
+ */
+export type AuthDecision = boolean | number;
+
+/** Extension points; every default allows. `username` is the one the client authenticated with, if any. */
 export interface BrokerHooks {
-  authenticate(req: AuthRequest): boolean | Promise<boolean>;
-  authorizePublish(clientId: string, topic: string): boolean;
-  authorizeSubscribe(clientId: string, filter: string): boolean;
+  authenticate(req: AuthRequest): AuthDecision | Promise<AuthDecision>;
+  authorizePublish(clientId: string, topic: string, username?: string): boolean;
+  authorizeSubscribe(clientId: string, filter: string, username?: string): boolean;
 }
 
 export const allowAll: BrokerHooks = {

@@ -101,9 +101,11 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   ).then(
     (ok) => {
       if (ch.state !== 'authenticating') return;
-      if (!ok) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
+      if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
+      ch.username = packet.username;
       // A will is a publish by this client: it may not bypass publish authorization.
-      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic)) {
+      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
       }
       return ch.broker.fetchSession(clientId);

@@ -1,0 +1,182 @@
+// Authentication and authorization from files, with real clients: a password file written by
+// `iot-bridge passwd` (the real CLI) and one written by Mosquitto's `mosquitto_passwd`, mqtt.js
+// and mosquitto_pub/sub, MQTT 5 and 3.1.1 refusal codes, an ACL file, SIGHUP-style reload, and
+// no password in the logs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../../src/broker/options';
+import { PasswordFile } from '../../src/auth/password-file';
+import { startBroker } from '../../src/index';
+import { defaultConfig, type Config } from '../../src/ops/config';
+import { RawClient } from '../guarantees/raw-client';
+import { tempDir } from '../helpers';
+
+const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
+const mosquittoInstalled = ['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub'].every((bin) => !spawnSync(bin, ['--help']).error);
+const missing = 'mosquitto_passwd / mosquitto_pub / mosquitto_sub not found: apt-get install mosquitto mosquitto-clients';
+if (!mosquittoInstalled && process.env.CI) throw new Error(missing); // CI installs them: missing is a failure there
+const skipMosquitto = mosquittoInstalled ? false : missing;
+
+/** A client process, run without blocking the in-process broker it talks to. */
+function run(bin: string, args: string[], timeoutMs = 10_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+function passwd(file: string, user: string, ...args: string[]): void {
+  const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+/** A logger that keeps every line, to check that no secret is ever written. */
+function recordingLogger(lines: string[]): Logger {
+  const rec = (o: object, m?: string): void => void lines.push(JSON.stringify({ ...o, m }));
+  return { debug: rec, info: rec, warn: rec, error: rec };
+}
+
+async function withAuthBroker(overrides: Partial<Config>, fn: (port: number, running: Awaited<ReturnType<typeof startBroker>>) => Promise<void>, log?: Logger): Promise<void> {
+  const config: Config = { ...defaultConfig, host: '127.0.0.1', port: 0, dataDir: tempDir(), durability: 'relaxed', logLevel: 'silent', ...overrides };
+  const running = await startBroker(config, log ?? recordingLogger([]));
+  try {
+    await fn(running.port, running);
+  } finally {
+    await running.stop();
+  }
+}
+
+async function connackOf(port: number, version: 4 | 5, connect: { clientId: string; username?: string; password?: Buffer; will?: { topic: string; payload: Buffer; qos: 0; retain: false } }): Promise<number> {
+  const client = await RawClient.open(port, version);
+  try {
+    const connack = await client.sendConnect(connect);
+    return version === 5 ? (connack.reasonCode ?? 0) : (connack.returnCode ?? 0);
+  } finally {
+    await client.destroy();
+  }
+}
+
+test('password file from `iot-bridge passwd`: right password in, wrong one 0x86 / 4, anonymous 0x87 / 5, nothing secret logged', async () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'passwords');
+  passwd(file, 'alice', '--password', 'alice-secret-1');
+  passwd(file, 'bob', '--password', 'bob-secret-2');
+  passwd(file, 'bob', '--delete');
+  assert.match(fs.readFileSync(file, 'utf8'), /^alice:\$scrypt\$/);
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+  const lines: string[] = [];
+  await withAuthBroker(
+    { passwordFile: file },
+    async (port) => {
+      const good = Buffer.from('alice-secret-1');
+      assert.equal(await connackOf(port, 5, { clientId: 'c1', username: 'alice', password: good }), 0);
+      assert.equal(await connackOf(port, 4, { clientId: 'c2', username: 'alice', password: good }), 0);
+      assert.equal(await connackOf(port, 5, { clientId: 'c3', username: 'alice', password: Buffer.from('wrong-password-3') }), 0x86);
+      assert.equal(await connackOf(port, 4, { clientId: 'c4', username: 'alice', password: Buffer.from('wrong-password-3') }), 4);
+      assert.equal(await connackOf(port, 5, { clientId: 'c5', username: 'bob', password: Buffer.from('bob-secret-2') }), 0x86, 'a deleted user');
+      assert.equal(await connackOf(port, 5, { clientId: 'c6' }), 0x87, 'anonymous');
+      assert.equal(await connackOf(port, 4, { clientId: 'c7' }), 5, 'anonymous, 3.1.1');
+    },
+    recordingLogger(lines),
+  );
+  const log = lines.join('\n');
+  assert.match(log, /bad user name or password/);
+  for (const secret of ['alice-secret-1', 'wrong-password-3', 'bob-secret-2']) assert.ok(!log.includes(secret), `the log contains ${secret}`);
+});
+
+test('allowAnonymous=true with a password file lets clients without a user name in', async () => {
+  const file = path.join(tempDir(), 'passwords');
+  passwd(file, 'alice', '--password', 'pw-alice');
+  await withAuthBroker({ passwordFile: file, allowAnonymous: 'true' }, async (port) => {
+    assert.equal(await connackOf(port, 5, { clientId: 'anon' }), 0);
+    assert.equal(await connackOf(port, 5, { clientId: 'x', username: 'alice', password: Buffer.from('nope') }), 0x86);
+  });
+});
+
+test('a Mosquitto password file ($7$ from mosquitto_passwd) works as it is, with mosquitto_pub and mosquitto_sub', { skip: skipMosquitto }, async () => {
+  const file = path.join(tempDir(), 'mosquitto.passwd');
+  const made = spawnSync('mosquitto_passwd', ['-b', '-c', file, 'device7', 'dev-pw-7'], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  assert.match(fs.readFileSync(file, 'utf8'), /^device7:\$7\$/);
+  await withAuthBroker({ passwordFile: file }, async (port) => {
+    // No sleeps: a persistent session subscribes and leaves (-E), the message is queued for it, and it comes back for it.
+    const common = ['-h', '127.0.0.1', '-p', String(port), '-u', 'device7', '-P', 'dev-pw-7'];
+    const session = [...common, '-c', '-i', 'dev7-sub', '-q', '1', '-t', 'm/t'];
+    const subscribed = await run('mosquitto_sub', [...session, '-E']);
+    assert.equal(subscribed.status, 0, subscribed.stderr);
+    const pub = await run('mosquitto_pub', [...common, '-t', 'm/t', '-m', 'hello', '-q', '1']);
+    assert.equal(pub.status, 0, pub.stderr);
+    const sub = await run('mosquitto_sub', [...session, '-C', '1', '-W', '10'], 15_000);
+    assert.equal(sub.stdout.trim(), 'hello', sub.stderr);
+    const bad = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'device7', '-P', 'wrong', '-t', 'm/t', '-m', 'x']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /not authori[sz]ed|bad user name or password|Connection Refused/i);
+  });
+});
+
+test('a Mosquitto 1.x $6$ (salted SHA-512) line verifies', async () => {
+  const salt = randomBytes(12);
+  const hash = createHash('sha512').update('old-pw').update(salt).digest();
+  const file = PasswordFile.parse(`legacy:$6$${salt.toString('base64')}$${hash.toString('base64')}\n`);
+  assert.equal(await file.verify('legacy', Buffer.from('old-pw')), true);
+  assert.equal(await file.verify('legacy', Buffer.from('old-pw!')), false);
+  assert.equal(await file.verify('nobody', Buffer.from('old-pw')), false);
+  assert.throws(() => PasswordFile.parse('x:$1$abc$def\n'), /line 1: unknown hash format/);
+});
+
+test('ACL file: PUBLISH 0x87 (3.1.1: acknowledged, not delivered), SUBSCRIBE 0x87 / 0x80, will on a refused topic CONNACK 0x87', async () => {
+  const acl = path.join(tempDir(), 'acl');
+  fs.writeFileSync(acl, 'topic read in/#\npattern readwrite own/%c/#\n');
+  await withAuthBroker({ aclFile: acl }, async (port) => {
+    const { client: watcher } = await RawClient.connect(port, 5, { clientId: 'w' });
+    const granted = await watcher.subscribe('own/w/#', 1);
+    assert.deepEqual(granted.granted, [1]);
+    const refusedSub = await watcher.subscribe('out/#', 1);
+    assert.deepEqual(refusedSub.granted, [0x87]);
+
+    const { client: pub5 } = await RawClient.connect(port, 5, { clientId: 'p5' });
+    pub5.publish('own/w/x', 'not mine', 1, 1);
+    const ack = await pub5.take('puback');
+    assert.equal(ack.reasonCode, 0x87);
+
+    const { client: pub4 } = await RawClient.connect(port, 4, { clientId: 'p4' });
+    const sub4 = await pub4.subscribe('out/#', 1);
+    assert.deepEqual(sub4.granted, [0x80]);
+    pub4.publish('own/w/y', 'also not mine', 1, 2);
+    const ack4 = await pub4.take('puback');
+    assert.equal(ack4.messageId, 2);
+
+    watcher.publish('own/w/z', 'mine', 1, 9); // allowed: the marker
+    const got = await watcher.take('publish');
+    assert.equal(got.payload.toString(), 'mine', 'a refused publish was delivered');
+
+    assert.equal(await connackOf(port, 5, { clientId: 'willer', will: { topic: 'in/x', payload: Buffer.from('w'), qos: 0, retain: false } }), 0x87);
+    for (const c of [watcher, pub5, pub4]) await c.destroy();
+  });
+});
+
+test('reload: a changed password file takes effect; a broken one keeps the previous rules', async () => {
+  const file = path.join(tempDir(), 'passwords');
+  passwd(file, 'carol', '--password', 'first-pw');
+  await withAuthBroker({ passwordFile: file }, async (port, running) => {
+    passwd(file, 'carol', '--password', 'second-pw');
+    assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0x86, 'not before the reload');
+    assert.equal(running.reloadAuth(), undefined);
+    assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0);
+    fs.writeFileSync(file, 'carol:not-a-hash\n');
+    assert.match(String(running.reloadAuth()?.message), /line 1/);
+    assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0, 'the previous rules stay');
+  });
+});
