@@ -5,8 +5,8 @@ import type { CaseSpec, GeneratorResult, QoS, SweepVerdict } from './types';
 export const WINDOW = 64;
 
 /** Offered rates (msg/s in total) of the fan-in sweep. */
-export const FANIN_STEPS = [10_000, 20_000, 30_000, 40_000, 50_000, 60_000];
-export const FANIN_STEPS_QUICK = [10_000, 20_000, 30_000, 45_000];
+export const FANIN_STEPS = [10_000, 20_000, 25_000, 30_000, 35_000, 40_000, 50_000];
+export const FANIN_STEPS_QUICK = [10_000, 20_000, 25_000, 30_000, 40_000];
 
 /** A sweep step is sustained with p99 at most this, end to end. */
 export const SWEEP_P99_MS = 50;

@@ -107,6 +107,7 @@ const BASELINE_ONLY = 'baseline: answers CONNECT only';
 
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
   if (l?.skipped === BASELINE_ONLY) return '·';
+  if (l?.skipped?.startsWith('above the sustainable rate')) return '–';
   if (!l || l.skipped) return 'skipped';
   if (v === undefined) return 'n/a';
   let s = unit === 'ms' ? fmt(v, 2) : unit === 'KiB' ? fmt(v, 1) : fmt(v);
@@ -150,8 +151,13 @@ export function renderMarkdown(lines: ResultLine[]): string {
   const header = ['Case', 'Metric', ...brokers.map(label), ...ratioCols.map(([a, p]) => `${label(a)} / ${label(p)}`)];
   out.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
   for (const c of cases) {
-    const sample = brokers.map((b) => get(c, b)).find((l) => l !== undefined);
+    const lines = brokers.map((b) => get(c, b)).filter((l): l is ResultLine => l !== undefined);
+    const sample = lines.find((l) => !l.skipped) ?? lines[0];
     if (!sample) continue;
+    if (sample.skipped && sample.sweep === undefined && lines.every((l) => l.skipped?.startsWith('above the sustainable rate') || l.skipped === BASELINE_ONLY)) {
+      out.push(`| ${c} | – | ${brokers.map((b) => (get(c, b)?.skipped === BASELINE_ONLY ? '·' : 'above its sustainable rate')).join(' | ')} |${ratioCols.map(() => ' – |').join('')}`);
+      continue;
+    }
     for (const m of metricsFor(sample)) {
       const vals = new Map(brokers.map((b) => [b, get(c, b)] as const));
       const row = [c, `${m.name} (${m.unit})`];
@@ -240,7 +246,8 @@ function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string)
   out.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < 1 ? '---' : '---:')).join('|')}|`);
   for (const g of groups) {
     const rates = sustainableRates(lines, g);
-    const row = [`${g} (msg/s)`, ...brokers.map((b) => (rates.has(b) ? fmt(rates.get(b)!.rate) : 'skipped'))];
+    const baseline = (b: string): boolean => lines.some((l) => l.broker === b && l.skipped === BASELINE_ONLY);
+    const row = [`${g} (msg/s)`, ...brokers.map((b) => (rates.has(b) ? fmt(rates.get(b)!.rate) : baseline(b) ? '·' : 'skipped'))];
     for (const [a, p] of ratioCols) row.push(ratio(rates.get(a)?.rate, rates.get(p)?.rate));
     out.push(`| ${row.join(' | ')} |`);
     const stops = brokers.filter((b) => rates.get(b)?.stoppedAt).map((b) => `${label(b)} stopped at ${rates.get(b)!.stoppedAt}`);
