@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<void> {
       },
     );
   };
-  process.on('SIGHUP', () => running.reloadAuth());
+  process.on('SIGHUP', () => running.reload());
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -21,8 +21,8 @@ export interface RunningBroker {
   tlsPort: number;
   adminPort: number;
   stop(): Promise<void>;
-  /** Re-reads the password and ACL files (SIGHUP); an error leaves the previous rules in place. */
-  reloadAuth(): Error | undefined;
+  /** Re-reads the password and ACL files and the TLS files (SIGHUP); an error leaves the previous ones in place. */
+  reload(): Error | undefined;
 }
 
 /** The composition root: the one place that chooses the store. */
@@ -69,7 +69,11 @@ export async function startBroker(
     broker,
     ...ports,
     adminPort: admin ? adminPort(admin) : 0,
-    reloadAuth: () => fileAuth?.reload(),
+    reload: () => {
+      const tlsError = listeners.reloadTls();
+      if (tlsError) log.error({ err: tlsError.message }, 'TLS files not reloaded; the previous ones stay');
+      return fileAuth?.reload() ?? tlsError;
+    },
     stop() {
       stopping ??= (async () => {
         stopped = true;

@@ -60,6 +60,8 @@ export class FileAuth implements BrokerHooks {
       this.log.info({ clientId: req.clientId, remoteAddress: req.remoteAddress }, 'connection refused: anonymous clients are not allowed');
       return ReasonCode.NotAuthorized;
     }
+    // The TLS handshake proved this name with a certificate from the configured CA.
+    if (req.certificateName !== undefined && req.certificateName === req.username) return true;
     if (!this.passwords) return true; // a user name without a password file to check it against, as Mosquitto does
     const ok = await this.passwords.verify(req.username, req.password ?? Buffer.alloc(0));
     if (!ok) {

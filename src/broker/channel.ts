@@ -15,6 +15,8 @@ export interface Transport {
   close(): void;
   readonly bufferedBytes: number;
   readonly remoteAddress: string;
+  /** Mutual TLS with `tlsCertAsUsername`: the verified client certificate's CN, which is the client's user name. */
+  readonly certificateName?: string;
   /** Stop reading from the connection (TCP backpressure) until `resume`. */
   pause(): void;
   resume(): void;

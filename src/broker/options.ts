@@ -79,6 +79,8 @@ export interface AuthRequest {
   username?: string;
   password?: Buffer;
   remoteAddress: string;
+  /** Set when the user name is the CN of a client certificate verified in the TLS handshake. */
+  certificateName?: string;
 }
 
 /**

@@ -81,6 +81,8 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsPort', kind: 'int', min: 0, max: 65535, doc: 'MQTT over TLS port; 0 disables it. Needs `tlsCertFile` and `tlsKeyFile`.' },
   { key: 'tlsCertFile', kind: 'optional-string', doc: 'PEM certificate chain for the TLS listener.' },
   { key: 'tlsKeyFile', kind: 'optional-string', doc: 'PEM private key for the TLS listener.' },
+  { key: 'tlsCaFile', kind: 'optional-string', doc: 'PEM CA certificate(s) for client certificates: set, the TLS listener requires a client certificate signed by them (mutual TLS); a client without one fails the handshake. Certificate, key and CA are re-read on SIGHUP (new connections use them).' },
+  { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
@@ -129,6 +131,8 @@ export const defaultConfig: Config = {
   tlsPort: 0,
   tlsCertFile: '',
   tlsKeyFile: '',
+  tlsCaFile: '',
+  tlsCertAsUsername: false,
   adminPort: 0,
   maxConnections: 100_000,
   store: 'lmdb',
@@ -271,6 +275,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (config.tlsPort > 0 && (!config.tlsCertFile || !config.tlsKeyFile)) {
     throw new ConfigError('tlsPort needs tlsCertFile and tlsKeyFile');
   }
+  if (config.tlsCaFile && config.tlsPort === 0) throw new ConfigError('tlsCaFile (client certificates) needs tlsPort');
+  if (config.tlsCertAsUsername && !config.tlsCaFile) throw new ConfigError('tlsCertAsUsername needs tlsCaFile: only a certificate verified against it can name the user');
   if (config.cluster && config.namesrv === '') {
     throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
   }

@@ -18,6 +18,10 @@ export interface ListenerOptions {
   tlsPort: number;
   tlsCertFile: string;
   tlsKeyFile: string;
+  /** CA certificates (PEM) for client certificates: set, the TLS listener requires one signed by them (mutual TLS). */
+  tlsCaFile: string;
+  /** With `tlsCaFile`: the client certificate's subject CN is the client's user name (no password needed). */
+  tlsCertAsUsername: boolean;
   /** Connections accepted at once; further CONNECTs get CONNACK "server busy". */
   maxConnections: number;
 }
@@ -59,11 +63,9 @@ export class Listeners {
     }
     let tlsPort = 0;
     if (this.options.tlsPort > 0) {
-      const cert = fs.readFileSync(this.options.tlsCertFile);
-      const key = fs.readFileSync(this.options.tlsKeyFile);
-      this.tls = tls.createServer({ cert, key }, (socket) => {
+      this.tls = tls.createServer(this.tlsContext(), (socket) => {
         socket.setNoDelay(true);
-        this.acceptSocket(socket);
+        this.acceptSocket(socket, this.options.tlsCertAsUsername ? certificateName(socket) : undefined);
       });
       this.tls.on('tlsClientError', () => undefined); // a failed handshake never reaches a channel
       await listen(this.tls, this.options.tlsPort, this.options.host);
@@ -75,6 +77,31 @@ export class Listeners {
     }, 1000);
     this.ticker.unref();
     return { port, wsPort, tlsPort };
+  }
+
+  /** Certificate, key and (mutual TLS) client CA, read from their files now. */
+  private tlsContext(): tls.SecureContextOptions & tls.TlsOptions {
+    const o = this.options;
+    const context: tls.SecureContextOptions & tls.TlsOptions = { cert: fs.readFileSync(o.tlsCertFile), key: fs.readFileSync(o.tlsKeyFile) };
+    if (o.tlsCaFile) {
+      // A client without a certificate from this CA fails the handshake: it never reaches a channel.
+      Object.assign(context, { ca: fs.readFileSync(o.tlsCaFile), requestCert: true, rejectUnauthorized: true });
+    }
+    return context;
+  }
+
+  /**
+   * Re-reads the TLS certificate, key and client CA (SIGHUP): new connections use them, open
+   * ones keep theirs. A file that cannot be read leaves the previous ones in place.
+   */
+  reloadTls(): Error | undefined {
+    if (!this.tls) return undefined;
+    try {
+      this.tls.setSecureContext(this.tlsContext());
+      return undefined;
+    } catch (e) {
+      return e as Error;
+    }
   }
 
   /** Stops accepting, then closes every connection (MQTT 5 clients get DISCONNECT 0x8B). */
@@ -97,8 +124,8 @@ export class Listeners {
   }
 
   /** A TCP or TLS socket. */
-  private acceptSocket(socket: net.Socket): void {
-    const transport = new SocketTransport(socket);
+  private acceptSocket(socket: net.Socket, certificateName?: string): void {
+    const transport = new SocketTransport(socket, certificateName);
     const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
     this.register(channel);
     SOCKET_OWNER.set(socket, { channel, listeners: this });
@@ -148,7 +175,10 @@ class SocketTransport implements Transport {
   private corked = false;
   private closing = false;
 
-  constructor(private readonly socket: net.Socket) {}
+  constructor(
+    private readonly socket: net.Socket,
+    readonly certificateName?: string,
+  ) {}
 
   /** Writes of one event-loop turn leave in one writev. */
   write(data: Buffer): void {
@@ -187,6 +217,13 @@ class SocketTransport implements Transport {
   resume(): void {
     this.socket.resume();
   }
+}
+
+/** The subject CN of a verified client certificate (mutual TLS), if the handshake checked one. */
+function certificateName(socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate().subject?.CN;
+  return typeof cn === 'string' && cn !== '' ? cn : undefined;
 }
 
 function uncork(transport: SocketTransport): void {

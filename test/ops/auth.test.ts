@@ -173,10 +173,10 @@ test('reload: a changed password file takes effect; a broken one keeps the previ
   await withAuthBroker({ passwordFile: file }, async (port, running) => {
     passwd(file, 'carol', '--password', 'second-pw');
     assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0x86, 'not before the reload');
-    assert.equal(running.reloadAuth(), undefined);
+    assert.equal(running.reload(), undefined);
     assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0);
     fs.writeFileSync(file, 'carol:not-a-hash\n');
-    assert.match(String(running.reloadAuth()?.message), /line 1/);
+    assert.match(String(running.reload()?.message), /line 1/);
     assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0, 'the previous rules stay');
   });
 });

@@ -94,16 +94,17 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   Promise.resolve(
     ch.broker.hooks.authenticate({
       clientId,
-      username: packet.username,
+      username: ch.transport.certificateName ?? packet.username,
       password: packet.password,
       remoteAddress: ch.transport.remoteAddress,
+      certificateName: ch.transport.certificateName,
     }),
   ).then(
     (ok) => {
       if (ch.state !== 'authenticating') return;
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
-      ch.username = packet.username;
+      ch.username = ch.transport.certificateName ?? packet.username;
       // A will is a publish by this client: it may not bypass publish authorization.
       if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');

@@ -1,0 +1,111 @@
+// Mutual TLS: the TLS listener requires a client certificate from the configured CA, and with
+// tlsCertAsUsername its CN is the user name the ACL sees. Real certificates (openssl), real
+// clients (mqtt.js and mosquitto_pub), a reload of the server certificate without a restart.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import mqtt from 'mqtt';
+import { startBroker } from '../../src/index';
+import { defaultConfig } from '../../src/ops/config';
+import { silentLogger } from '../../src/broker/options';
+import { freePort, tempDir } from '../helpers';
+
+const mosquittoPub = !spawnSync('mosquitto_pub', ['--help']).error;
+if (!mosquittoPub && process.env.CI) throw new Error('mosquitto_pub not found: apt-get install mosquitto-clients');
+
+const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+
+/** A CA, and a certificate signed by it for `cn` (with SANs for the server). */
+function makeCa(dir: string, name: string): { cert: string; key: string } {
+  const cert = path.join(dir, `${name}.pem`);
+  const key = path.join(dir, `${name}.key`);
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`);
+  return { cert, key };
+}
+
+function issue(dir: string, ca: { cert: string; key: string }, name: string, cn: string, server: boolean): { cert: string; key: string } {
+  const key = path.join(dir, `${name}.key`);
+  const csr = path.join(dir, `${name}.csr`);
+  const cert = path.join(dir, `${name}.pem`);
+  const ext = path.join(dir, `${name}.ext`);
+  fs.writeFileSync(ext, server ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : 'extendedKeyUsage=clientAuth\n');
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${cn}`);
+  openssl('x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
+  return { cert, key };
+}
+
+function runPub(args: string[]): Promise<number | null> {
+  return new Promise((resolve) => {
+    const child = spawn('mosquitto_pub', args, { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+}
+
+function fingerprint(port: number, ca: string, client: { cert: string; key: string }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(ca), cert: fs.readFileSync(client.cert), key: fs.readFileSync(client.key) }, () => {
+      resolve(s.getPeerCertificate().fingerprint256);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
+test('mutual TLS: a certificate from the CA gets in with its CN as user name (ACL applies); none or a foreign one does not; the server certificate reloads', async () => {
+  const dir = tempDir('iotb-mtls-');
+  const ca = makeCa(dir, 'device-ca');
+  const foreignCa = makeCa(dir, 'other-ca');
+  const server = issue(dir, ca, 'server', 'localhost', true);
+  const device = issue(dir, ca, 'device', 'device-42', false);
+  const stranger = issue(dir, foreignCa, 'stranger', 'device-42', false);
+  const acl = path.join(dir, 'acl');
+  fs.writeFileSync(acl, 'user device-42\ntopic readwrite dev/42/#\n');
+  const tlsPort = await freePort();
+  const running = await startBroker(
+    { ...defaultConfig, host: '127.0.0.1', port: 0, dataDir: tempDir(), durability: 'relaxed', logLevel: 'silent', tlsPort, tlsCertFile: server.cert, tlsKeyFile: server.key, tlsCaFile: ca.cert, tlsCertAsUsername: true, aclFile: acl },
+    silentLogger,
+  );
+  const tlsClient = { protocol: 'mqtts' as const, host: '127.0.0.1', port: tlsPort, ca: fs.readFileSync(ca.cert), protocolVersion: 5 as const, reconnectPeriod: 0 };
+  const sub = await mqtt.connectAsync({ ...tlsClient, clientId: 'sub-42', cert: fs.readFileSync(device.cert), key: fs.readFileSync(device.key) });
+  try {
+    const granted = await sub.subscribeAsync('dev/42/#', { qos: 1 });
+    assert.deepEqual(granted.map((g) => g.qos), [1], 'the ACL saw the certificate CN as user name');
+    // mqtt.js rejects a SUBACK with a failure code; the packet says which.
+    await assert.rejects(sub.subscribeAsync('other/#', { qos: 1 }), (e: Error & { packet?: { granted?: number[] } }) => e.packet?.granted?.[0] === 0x87);
+    const got = new Promise<string>((resolve) => sub.once('message', (_t, payload) => resolve(payload.toString())));
+
+    if (mosquittoPub) {
+      const base = ['-h', '127.0.0.1', '-p', String(tlsPort), '--cafile', ca.cert, '-q', '1'];
+      assert.equal(await runPub([...base, '--cert', device.cert, '--key', device.key, '-t', 'dev/42/t', '-m', 'from mosquitto_pub']), 0);
+      assert.equal(await got, 'from mosquitto_pub');
+      assert.notEqual(await runPub([...base, '-t', 'dev/42/t', '-m', 'no certificate']), 0, 'no client certificate got in');
+      assert.notEqual(await runPub([...base, '--cert', stranger.cert, '--key', stranger.key, '-t', 'dev/42/t', '-m', 'foreign CA']), 0, 'a certificate from another CA got in');
+    } else {
+      const pub = await mqtt.connectAsync({ ...tlsClient, clientId: 'pub-42', cert: fs.readFileSync(device.cert), key: fs.readFileSync(device.key) });
+      await pub.publishAsync('dev/42/t', 'from mqtt.js', { qos: 1 });
+      assert.equal(await got, 'from mqtt.js');
+      await pub.endAsync();
+    }
+    await assert.rejects(mqtt.connectAsync({ ...tlsClient, clientId: 'nocert' }), 'no client certificate got in (mqtt.js)');
+
+    // Reload: a new server certificate is served to new connections without a restart.
+    const before = await fingerprint(tlsPort, ca.cert, device);
+    const renewed = issue(dir, ca, 'server2', 'localhost', true);
+    fs.copyFileSync(renewed.cert, server.cert);
+    fs.copyFileSync(renewed.key, server.key);
+    assert.equal(await fingerprint(tlsPort, ca.cert, device), before, 'changed before the reload');
+    assert.equal(running.reload(), undefined);
+    assert.notEqual(await fingerprint(tlsPort, ca.cert, device), before, 'the reload did not take the new certificate');
+    assert.ok(sub.connected, 'an open connection survives the reload');
+  } finally {
+    await sub.endAsync();
+    await running.stop();
+  }
+});
