@@ -15,13 +15,21 @@ export interface FileAuthOptions {
   aclFile: string;
   /** 'auto': anonymous clients allowed unless a password file is configured. */
   allowAnonymous: 'auto' | 'true' | 'false';
+  /** Failed password checks one address may have per minute; past it, its CONNECTs are refused unchecked (0 = no limit). */
+  authFailuresPerMinute: number;
 }
+
+const WINDOW_MS = 60_000;
+/** Addresses tracked at most: past it, those whose window ended are forgotten. */
+const MAX_TRACKED_ADDRESSES = 50_000;
 
 export class FileAuth implements BrokerHooks {
   private passwords: PasswordFile | undefined;
   private acl: Acl | undefined;
   /** Refusals by reason, for metrics and tests. */
-  readonly refused = { badPassword: 0, anonymous: 0 };
+  readonly refused = { badPassword: 0, anonymous: 0, throttled: 0 };
+  /** Failed checks per remote address (without its port) in the current minute. */
+  private readonly failures = new Map<string, { since: number; count: number; logged: boolean }>();
 
   constructor(
     private readonly options: FileAuthOptions,
@@ -63,13 +71,40 @@ export class FileAuth implements BrokerHooks {
     // The TLS handshake proved this name with a certificate from the configured CA.
     if (req.certificateName !== undefined && req.certificateName === req.username) return true;
     if (!this.passwords) return true; // a user name without a password file to check it against, as Mosquitto does
+    const address = hostOf(req.remoteAddress);
+    const now = Date.now();
+    const seen = this.failures.get(address);
+    const limit = this.options.authFailuresPerMinute;
+    if (limit > 0 && seen && now - seen.since < WINDOW_MS && seen.count >= limit) {
+      // Guessing: refused without running the KDF, so a flood costs neither CPU nor the thread pool.
+      this.refused.throttled++;
+      if (!seen.logged) {
+        seen.logged = true;
+        this.log.warn({ remoteAddress: address, failures: seen.count, limitPerMinute: limit }, 'too many failed logins from this address: refusing its CONNECTs for the rest of the minute');
+      }
+      return ReasonCode.ConnectionRateExceeded;
+    }
     const ok = await this.passwords.verify(req.username, req.password ?? Buffer.alloc(0));
     if (!ok) {
+      this.countFailure(address, now);
       this.refused.badPassword++;
       // Never the password: the user name, the client and where it came from.
       this.log.info({ clientId: req.clientId, username: req.username, remoteAddress: req.remoteAddress }, 'connection refused: bad user name or password');
     }
     return ok;
+  }
+
+  private countFailure(address: string, now: number): void {
+    const seen = this.failures.get(address);
+    if (seen && now - seen.since < WINDOW_MS) {
+      seen.count++;
+      return;
+    }
+    if (this.failures.size >= MAX_TRACKED_ADDRESSES) {
+      for (const [a, f] of this.failures) if (now - f.since >= WINDOW_MS) this.failures.delete(a);
+      if (this.failures.size >= MAX_TRACKED_ADDRESSES) return; // a flood from that many addresses: stop tracking new ones
+    }
+    this.failures.set(address, { since: now, count: 1, logged: false });
   }
 
   authorizePublish(clientId: string, topic: string, username?: string): boolean {
@@ -79,4 +114,10 @@ export class FileAuth implements BrokerHooks {
   authorizeSubscribe(clientId: string, filter: string, username?: string): boolean {
     return this.acl ? this.acl.canSubscribe({ clientId, username }, filter) : true;
   }
+}
+
+/** `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` or `::1:5678` → the part before the last colon. */
+function hostOf(remoteAddress: string): string {
+  const colon = remoteAddress.lastIndexOf(':');
+  return colon > 0 ? remoteAddress.slice(0, colon) : remoteAddress;
 }

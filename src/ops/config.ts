@@ -29,6 +29,7 @@ export interface Config extends BrokerOptions, ListenerOptions {
   bridgeDownlinkTopic: string;
   /** Password file (`iot-bridge passwd`, or Mosquitto's); '' for none. */
   passwordFile: string;
+  authFailuresPerMinute: number;
   /** ACL file in Mosquitto's format; '' for none. */
   aclFile: string;
   allowAnonymous: 'auto' | 'true' | 'false';
@@ -106,6 +107,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'topicAliasMaximum', kind: 'int', min: 0, max: 65535, doc: 'Topic aliases accepted from a client, and used towards a client at most.' },
   { key: 'maxKeepAlive', kind: 'int', min: 0, max: 65535, doc: 'Largest keep alive granted to MQTT 5 clients, seconds (0: no limit); larger requests get Server Keep Alive.' },
   { key: 'passwordFile', kind: 'optional-string', doc: 'Password file: one `user:hash` per line, written by `iot-bridge passwd FILE USER`; Mosquitto password files (`mosquitto_passwd`, `$6$` and `$7$`) are read as they are. A client with a user name must give its password (else CONNACK 0x86 / 3.1.1 code 4). Re-read on SIGHUP. See docs/security.md.' },
+  { key: 'authFailuresPerMinute', kind: 'int', min: 0, max: 1_000_000, doc: 'Failed password checks one remote address may have per minute; past it, its CONNECTs are refused without a check (CONNACK 0x9F Connection rate exceeded, 3.1.1 code 3) for the rest of that minute, logged once. 0: no limit. Many devices behind one NAT share an address: raise it for them.' },
   { key: 'aclFile', kind: 'optional-string', doc: 'ACL file in Mosquitto\'s format (`user`, `topic [read|write|readwrite|deny] FILTER`, `pattern` with `%c` and `%u`): with one, nothing is allowed unless a rule grants it. PUBLISH refused: MQTT 5 PUBACK 0x87, 3.1.1 acknowledged and dropped; SUBSCRIBE refused: 0x87 / 0x80 per filter; a will on a refused topic: CONNACK 0x87. Re-read on SIGHUP.' },
   { key: 'allowAnonymous', kind: 'enum', values: ['auto', 'true', 'false'], doc: 'Clients without a user name: `auto` allows them unless `passwordFile` is set; refused ones get CONNACK 0x87 (3.1.1: code 5).' },
   { key: 'denySubscribe', kind: 'filters', doc: 'Topic filters no client may subscribe to: a SUBSCRIBE for a filter one of them matches (`a/#` matches `a/b`, `a/+` and `a/#`; a `$share/{group}/` prefix is ignored) gets SUBACK 0x80 (MQTT 5 "Unspecified error", 3.1.1 "Failure"). Wider filters such as `#` are still granted. Empty by default.' },
@@ -140,6 +142,7 @@ export const defaultConfig: Config = {
   durability: 'strict',
   lmdbMapSize: 8 * 1024 ** 3,
   passwordFile: '',
+  authFailuresPerMinute: 60,
   aclFile: '',
   allowAnonymous: 'auto',
   logLevel: 'info',

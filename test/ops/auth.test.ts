@@ -180,3 +180,33 @@ test('reload: a changed password file takes effect; a broken one keeps the previ
     assert.equal(await connackOf(port, 5, { clientId: 'c', username: 'carol', password: Buffer.from('second-pw') }), 0, 'the previous rules stay');
   });
 });
+
+test('a thousand wrong passwords from one address: the first ones checked and refused (0x86), the rest refused unchecked (0x9F), the broker keeps serving, no secret logged', async () => {
+  const file = path.join(tempDir(), 'passwords');
+  passwd(file, 'dave', '--password', 'dave-right-pw');
+  const lines: string[] = [];
+  await withAuthBroker(
+    { passwordFile: file, authFailuresPerMinute: 20 },
+    async (port) => {
+      // A client logged in before the flood, to show the broker still serves while it lasts.
+      const { client: ok } = await RawClient.connect(port, 5, { clientId: 'steady', username: 'dave', password: Buffer.from('dave-right-pw') });
+      await ok.subscribe('steady/#', 1);
+      const codes = new Map<number, number>();
+      const started = Date.now();
+      for (let i = 0; i < 1000; i++) {
+        const code = await connackOf(port, 5, { clientId: `guess-${i}`, username: 'dave', password: Buffer.from(`guess-${i}-pw`) });
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+      assert.deepEqual([...codes].sort(), [[0x86, 20], [0x9f, 980]]);
+      assert.ok(Date.now() - started < 60_000, 'the flood outlasted the window: the counts above would not hold');
+      ok.publish('steady/t', 'still here', 1, 1);
+      const got = await ok.take('publish');
+      assert.equal(got.payload.toString(), 'still here');
+      await ok.destroy();
+    },
+    recordingLogger(lines),
+  );
+  const log = lines.join('\n');
+  assert.equal(lines.filter((l) => l.includes('too many failed logins')).length, 1, 'the throttle is logged once');
+  assert.ok(!/guess-\d+-pw|dave-right-pw/.test(log), 'a password reached the log');
+});
