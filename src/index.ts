@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import type http from 'node:http';
+import path from 'node:path';
 import os from 'node:os';
 import { FileAuth } from './auth/file-auth';
 import { Broker } from './broker/broker';
@@ -63,7 +65,8 @@ export async function startBroker(
   let stopped = false;
   // Ready: accepting clients, and in cluster mode holding a lease on a reachable RocketMQ.
   const ready = () => !stopped && (!(store instanceof ClusterStore) || store.ready);
-  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort, ready);
+  const api = { token: config.adminToken, version: packageVersion(), startedAt: Date.now() };
+  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort, ready, api);
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -85,4 +88,12 @@ export async function startBroker(
       return stopping;
     },
   };
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version?: string }).version ?? '?';
+  } catch {
+    return '?';
+  }
 }

@@ -326,6 +326,33 @@ export class Broker implements StoreListener {
     this.endSession(session);
   }
 
+  // ---- administration (ops/admin-api) --------------------------------------------------------
+
+  /** Disconnects the client's connection; false if it has none here. */
+  kick(clientId: string): boolean {
+    const owner = this.sessions.get(clientId)?.owner;
+    if (!owner) return false;
+    owner.kick();
+    return true;
+  }
+
+  /** Disconnects the client if connected and removes its session with everything queued for it; false if there is none here. */
+  dropSession(clientId: string): boolean {
+    const session = this.sessions.get(clientId);
+    if (!session) return false;
+    session.owner?.kick(); // a persistent session stays after its connection closes: removed below
+    if (this.sessions.get(clientId) === session) this.endSession(session);
+    return true;
+  }
+
+  /** Removes a retained message without publishing anything to subscribers; resolves once stored. */
+  async deleteRetained(topic: string): Promise<boolean> {
+    if (!this.retained.has(topic)) return false;
+    await this.persist([{ op: 'deleteRetained', topic }]);
+    this.retained.delete(topic);
+    return true;
+  }
+
   /** Removes a disconnected session and its durable state. */
   private endSession(session: Session): void {
     if (session.willTimer) clearTimeout(session.willTimer);

@@ -286,6 +286,10 @@ export class Channel implements SessionOwner {
     this.detachSession(graceful, expiryInterval);
   }
 
+  kick(): void {
+    this.close(ReasonCode.AdministrativeAction, 'disconnected by an administrator');
+  }
+
   takenOver(): void {
     if (this.state === 'closed') return;
     if (this.protocolVersion === 5) this.send({ cmd: 'disconnect', reasonCode: ReasonCode.SessionTakenOver });

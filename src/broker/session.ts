@@ -14,6 +14,8 @@ export interface SessionOwner {
   pump(): void;
   /** Another connection took the session over: close this one (MQTT 5: DISCONNECT 0x8E). */
   takenOver(): void;
+  /** An administrator disconnects the client (MQTT 5: DISCONNECT 0x98); its will is published as for any server-side close. */
+  kick(): void;
 }
 
 /**

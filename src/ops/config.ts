@@ -7,6 +7,8 @@ import type { ListenerOptions } from '../transport/listeners';
 export interface Config extends BrokerOptions, ListenerOptions {
   /** Admin HTTP port serving /metrics and /healthz; 0 turns it off. */
   adminPort: number;
+  /** Bearer token of the admin REST API (/api/v1); '' turns the API off. */
+  adminToken: string;
   store: 'lmdb' | 'memory';
   dataDir: string;
   durability: 'strict' | 'relaxed';
@@ -85,6 +87,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsCaFile', kind: 'optional-string', doc: 'PEM CA certificate(s) for client certificates: set, the TLS listener requires a client certificate signed by them (mutual TLS); a client without one fails the handshake. Certificate, key and CA are re-read on SIGHUP (new connections use them).' },
   { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
+  { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, retained messages, publish; docs/admin-api.md); empty turns the API off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
   { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
@@ -136,6 +139,7 @@ export const defaultConfig: Config = {
   tlsCaFile: '',
   tlsCertAsUsername: false,
   adminPort: 0,
+  adminToken: '',
   maxConnections: 100_000,
   store: 'lmdb',
   dataDir: './data',

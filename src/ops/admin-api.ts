@@ -1,0 +1,207 @@
+// The admin REST API under /api/v1 on the admin port (docs/admin-api.md). Every request needs
+// `Authorization: Bearer <adminToken>`; without a configured token the API is off. JSON in and out,
+// request bodies at most 64 KiB. It sees the clients and sessions this broker process holds.
+import http from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Broker } from '../broker/broker';
+import { Channel } from '../broker/channel';
+import type { Session } from '../broker/session';
+import type { QoS } from '../protocol/packets';
+import { topicNameError } from '../protocol/topics';
+import type { Message } from '../store/types';
+
+const MAX_BODY = 64 * 1024;
+const MAX_PAGE = 1000;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface AdminApiOptions {
+  /** Bearer token; '' turns the API off. */
+  token: string;
+  version: string;
+  startedAt: number;
+}
+
+/** Handles the request if it is for /api/v1; returns false otherwise. */
+export function handleAdminApi(broker: Broker, options: AdminApiOptions, req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const url = new URL(req.url ?? '/', 'http://admin');
+  if (!url.pathname.startsWith('/api/')) return false;
+  const reply = (status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+  };
+  if (!options.token) {
+    reply(404, { error: 'the admin API is off: set adminToken to turn it on (docs/admin-api.md)' });
+    return true;
+  }
+  if (!authorized(req.headers.authorization, options.token)) {
+    res.setHeader('www-authenticate', 'Bearer');
+    reply(401, { error: 'missing or wrong bearer token' });
+    return true;
+  }
+  route(broker, options, req, url).then(
+    ([status, body]) => reply(status, body),
+    (e: unknown) => (e instanceof HttpError ? reply(e.status, { error: e.message }) : reply(500, { error: (e as Error).message })),
+  );
+  return true;
+}
+
+function authorized(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice(7) : '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+async function route(broker: Broker, options: AdminApiOptions, req: http.IncomingMessage, url: URL): Promise<[number, unknown]> {
+  const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent); // ['api', 'v1', ...]
+  if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'unknown API version: use /api/v1');
+  const [resource, id] = [parts[2], parts.slice(3).join('/')];
+  const method = req.method ?? 'GET';
+  if (resource === 'info' && method === 'GET' && !id) return [200, info(broker, options)];
+  if (resource === 'clients' && method === 'GET' && !id) return [200, listClients(broker, url.searchParams)];
+  if (resource === 'clients' && method === 'GET' && id) return [200, sessionView(found(broker.sessions.get(id), `no session ${id}`))];
+  if (resource === 'clients' && method === 'DELETE' && id) {
+    if (!broker.kick(id)) throw new HttpError(404, `client ${id} is not connected here`);
+    return [200, { kicked: id }];
+  }
+  if (resource === 'sessions' && method === 'DELETE' && id) {
+    if (!broker.dropSession(id)) throw new HttpError(404, `no session ${id}`);
+    return [200, { discarded: id }];
+  }
+  if (resource === 'retained' && method === 'GET' && !id) return [200, listRetained(broker, url.searchParams)];
+  if (resource === 'retained' && method === 'GET' && id) return [200, messageView(found(broker.retained.get(id), `no retained message on ${id}`))];
+  if (resource === 'retained' && method === 'DELETE' && id) {
+    if (!(await broker.deleteRetained(id))) throw new HttpError(404, `no retained message on ${id}`);
+    return [200, { deleted: id }];
+  }
+  if (resource === 'publish' && method === 'POST' && !id) return [200, await publish(broker, await readJson(req))];
+  throw new HttpError(404, `no ${method} ${url.pathname} (see docs/admin-api.md)`);
+}
+
+function found<T>(value: T | undefined, why: string): T {
+  if (value === undefined) throw new HttpError(404, why);
+  return value;
+}
+
+function info(broker: Broker, options: AdminApiOptions): unknown {
+  const s = broker.stats;
+  return {
+    version: options.version,
+    uptimeSeconds: Math.round((Date.now() - options.startedAt) / 1000),
+    store: broker.store.kind,
+    connections: s.connections,
+    sessions: broker.sessions.size,
+    subscriptions: broker.router.size,
+    retained: broker.retained.size,
+    messagesReceived: s.messagesReceived,
+    messagesSent: s.messagesSent,
+  };
+}
+
+/** Connected clients in client-id order, `limit` at a time after `after`, optionally only those starting with `prefix`. */
+function listClients(broker: Broker, q: URLSearchParams): unknown {
+  const prefix = q.get('prefix') ?? '';
+  const after = q.get('after') ?? '';
+  const limit = pageSize(q);
+  const ids = [...broker.sessions.values()]
+    .filter((s) => s.online && s.clientId.startsWith(prefix) && s.clientId > after)
+    .map((s) => s.clientId)
+    .sort();
+  const page = ids.slice(0, limit).map((id) => clientView(broker.sessions.get(id)!));
+  return { clients: page, next: ids.length > limit ? page[page.length - 1]!.clientId : null };
+}
+
+function pageSize(q: URLSearchParams): number {
+  const raw = q.get('limit');
+  const n = raw === null ? 100 : Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_PAGE) throw new HttpError(400, `limit must be 1..${MAX_PAGE}`);
+  return n;
+}
+
+function clientView(session: Session): { clientId: string; connected: boolean; username?: string; remoteAddress?: string; protocolVersion: number } {
+  const owner = session.owner;
+  const channel = owner instanceof Channel ? owner : undefined;
+  return {
+    clientId: session.clientId,
+    connected: session.online,
+    username: channel?.username,
+    remoteAddress: channel?.transport.remoteAddress,
+    protocolVersion: session.protocolVersion,
+  };
+}
+
+function sessionView(session: Session): unknown {
+  return {
+    ...clientView(session),
+    persistent: session.persistent,
+    expiryInterval: session.expiryInterval,
+    disconnectedAt: session.disconnectedAt ? new Date(session.disconnectedAt).toISOString() : null,
+    subscriptions: [...session.subscriptions.values()].map((s) => ({ filter: s.filter, qos: s.qos, noLocal: s.noLocal, retainAsPublished: s.retainAsPublished, retainHandling: s.retainHandling })),
+    queued: session.outbound.pendingCount,
+    inflight: session.outbound.inflightCount,
+    willPending: session.will !== undefined,
+  };
+}
+
+function listRetained(broker: Broker, q: URLSearchParams): unknown {
+  const prefix = q.get('prefix') ?? '';
+  const after = q.get('after') ?? '';
+  const limit = pageSize(q);
+  const topics = [...broker.retained.keys()].filter((t) => t.startsWith(prefix) && t > after).sort();
+  const page = topics.slice(0, limit);
+  return { retained: page.map((t) => messageView(broker.retained.get(t)!)), next: topics.length > limit ? page[page.length - 1] : null };
+}
+
+function messageView(m: Message): unknown {
+  const utf8 = m.payload.toString('utf8');
+  const text = Buffer.from(utf8, 'utf8').equals(m.payload);
+  return { topic: m.topic, qos: m.qos, payload: text ? utf8 : m.payload.toString('base64'), encoding: text ? 'utf8' : 'base64', publishedAt: new Date(m.createdAt).toISOString() };
+}
+
+async function publish(broker: Broker, body: Record<string, unknown>): Promise<unknown> {
+  const topic = body.topic;
+  if (typeof topic !== 'string' || topic === '') throw new HttpError(400, 'topic (string) is required');
+  const topicError = topicNameError(topic);
+  if (topicError) throw new HttpError(400, `topic: ${topicError}`);
+  const qos = body.qos ?? 0;
+  if (qos !== 0 && qos !== 1 && qos !== 2) throw new HttpError(400, 'qos must be 0, 1 or 2');
+  const encoding = body.encoding ?? 'utf8';
+  if (encoding !== 'utf8' && encoding !== 'base64') throw new HttpError(400, 'encoding must be utf8 or base64');
+  if (typeof (body.payload ?? '') !== 'string') throw new HttpError(400, 'payload must be a string');
+  const retain = body.retain ?? false;
+  if (typeof retain !== 'boolean') throw new HttpError(400, 'retain must be true or false');
+  const now = Date.now();
+  const message: Message = { topic, payload: Buffer.from(String(body.payload ?? ''), encoding), qos: qos as QoS, retain, publisherId: '', createdAt: now };
+  await broker.publish(message); // QoS 1/2: resolves once stored
+  return { published: topic, qos };
+}
+
+function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // Past the bound the rest is read and dropped (bounded memory), so the 413 reaches the client.
+      if (size > MAX_BODY) reject(new HttpError(413, `request body over ${MAX_BODY} bytes`));
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (size > MAX_BODY) return;
+      try {
+        const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not an object');
+        resolve(value as Record<string, unknown>);
+      } catch (e) {
+        reject(new HttpError(400, `body must be a JSON object (${(e as Error).message})`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
