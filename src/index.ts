@@ -7,6 +7,7 @@ import { Broker } from './broker/broker';
 import { ClusterStore } from './cluster/cluster-store';
 import { allowAll, type BrokerHooks, type Logger, silentLogger } from './broker/options';
 import { adminPort, startAdminServer } from './ops/admin';
+import { SysTopics } from './ops/sys-topics';
 import type { Config } from './ops/config';
 import { LmdbStore } from './store/lmdb-store';
 import { MemoryStore } from './store/memory-store';
@@ -66,6 +67,8 @@ export async function startBroker(
   // Ready: accepting clients, and in cluster mode holding a lease on a reachable RocketMQ.
   const ready = () => !stopped && (!(store instanceof ClusterStore) || store.ready);
   const api = { token: config.adminToken, version: packageVersion(), startedAt: Date.now() };
+  const sys = new SysTopics(broker, { intervalSeconds: config.sysInterval, version: api.version, root: config.cluster ? `$SYS/brokers/${config.nodeId || `${os.hostname()}:${config.port}`}` : '$SYS/broker' });
+  sys.start();
   if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort, ready, api);
   let stopping: Promise<void> | undefined;
   return {
@@ -80,6 +83,7 @@ export async function startBroker(
     stop() {
       stopping ??= (async () => {
         stopped = true;
+        sys.stop();
         await listeners.stop();
         admin?.close();
         await broker.stop();

@@ -488,6 +488,11 @@ export class Broker implements StoreListener {
    */
   publish(message: Message, origin?: PublishOrigin): Promise<void> {
     this.stats.messagesReceived++;
+    return this.publishSystem(message, origin);
+  }
+
+  /** A message the broker makes itself ($SYS topics): routed like any other, not counted as received. */
+  publishSystem(message: Message, origin?: PublishOrigin): Promise<void> {
     // Cluster mode: route only once every subscription stored before this publish is known (G6).
     const synced = this.store.sync();
     if (synced) return synced.then(() => this.route(message, origin));

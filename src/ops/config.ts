@@ -9,6 +9,8 @@ export interface Config extends BrokerOptions, ListenerOptions {
   adminPort: number;
   /** Bearer token of the admin REST API (/api/v1); '' turns the API off. */
   adminToken: string;
+  /** Seconds between $SYS topic updates; 0: none. */
+  sysInterval: number;
   store: 'lmdb' | 'memory';
   dataDir: string;
   durability: 'strict' | 'relaxed';
@@ -88,6 +90,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
   { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, retained messages, publish; docs/admin-api.md); empty turns the API off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
+  { key: 'sysInterval', kind: 'int', min: 0, max: 86_400, doc: 'Seconds between updates of the `$SYS` topics, in Mosquitto\'s naming (`$SYS/broker/clients/connected`, `messages/received`, `load/messages/received/1min`, `uptime`, `version`, …; cluster mode: `$SYS/brokers/<nodeId>/…`), published retained; 0 (the default) publishes none. Wildcards at the start of a filter do not match them: subscribe to `$SYS/#`.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
   { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
@@ -140,6 +143,7 @@ export const defaultConfig: Config = {
   tlsCertAsUsername: false,
   adminPort: 0,
   adminToken: '',
+  sysInterval: 0,
   maxConnections: 100_000,
   store: 'lmdb',
   dataDir: './data',
