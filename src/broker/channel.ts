@@ -77,6 +77,10 @@ export class Channel implements SessionOwner {
   client: ClientLimits = { receiveMaximum: 65535, maximumPacketSize: 0x10000000, topicAliasMaximum: 0, requestProblemInformation: true };
   /** Session expiry requested at CONNECT: DISCONNECT may not raise it from 0. */
   connectExpiryInterval = 0;
+  /** Token buckets of maxPublishRate / maxPublishBytesRate, refilled from the clock on each PUBLISH. */
+  publishTokens = 0;
+  publishByteTokens = 0;
+  publishTokensAt = 0;
   /** QoS 1/2 PUBLISHes received and not yet completed (MQTT 5 Receive Maximum). */
   inboundInflight = 0;
   /** QoS 2 packet ids counted in inboundInflight: ids carried over from an earlier connection are not. */

@@ -37,6 +37,10 @@ export interface BrokerOptions {
   publishMaxRetries: number;
   publishRetryBaseMs: number;
   publishRetryMaxMs: number;
+  /** PUBLISHes per second one client may send (a second's worth may come at once); 0: no limit. */
+  maxPublishRate: number;
+  /** Payload bytes per second one client may publish, likewise; 0: no limit. */
+  maxPublishBytesRate: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -58,6 +62,8 @@ export const defaultBrokerOptions: BrokerOptions = {
   publishMaxRetries: 5,
   publishRetryBaseMs: 50,
   publishRetryMaxMs: 2000,
+  maxPublishRate: 0,
+  maxPublishBytesRate: 0,
 };
 
 export interface Logger {
@@ -121,6 +127,8 @@ export class BrokerStats {
   publishStoreFailures = 0;
   storeRetries = 0;
   malformedPackets = 0;
+  /** Connections closed for publishing faster than maxPublishRate / maxPublishBytesRate. */
+  rateLimited = 0;
   willsPublished = 0;
   sessionsExpired = 0;
 }

@@ -16,6 +16,34 @@ export function messageProperties(props: PublishProperties | MessageProperties):
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/**
+ * Token buckets: each holds at most one second's worth and refills with the clock. A client
+ * over either rate is disconnected (MQTT 5 0x96): it cannot be slowed by dropping, since QoS 1/2
+ * messages must not be lost, and reading less from it only moves the flood into its socket.
+ */
+function withinRate(ch: Channel, bytes: number): boolean {
+  const { maxPublishRate, maxPublishBytesRate } = ch.options;
+  const now = Date.now();
+  if (ch.publishTokensAt === 0) {
+    ch.publishTokens = maxPublishRate;
+    ch.publishByteTokens = maxPublishBytesRate;
+  } else {
+    const seconds = (now - ch.publishTokensAt) / 1000;
+    ch.publishTokens = Math.min(maxPublishRate, ch.publishTokens + seconds * maxPublishRate);
+    ch.publishByteTokens = Math.min(maxPublishBytesRate, ch.publishByteTokens + seconds * maxPublishBytesRate);
+  }
+  ch.publishTokensAt = now;
+  if (maxPublishRate > 0) {
+    if (ch.publishTokens < 1) return false;
+    ch.publishTokens -= 1;
+  }
+  if (maxPublishBytesRate > 0) {
+    if (ch.publishByteTokens < bytes) return false;
+    ch.publishByteTokens -= bytes;
+  }
+  return true;
+}
+
 export function handlePublish(ch: Channel, packet: PublishPacket): void {
   const session = ch.session!;
   const v5 = ch.protocolVersion === 5;
@@ -50,6 +78,11 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
     return ch.close(ReasonCode.ReceiveMaximumExceeded, `more than ${ch.options.receiveMaximum} QoS 1/2 publishes in flight`);
   }
   const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+  if ((ch.options.maxPublishRate > 0 || ch.options.maxPublishBytesRate > 0) && !withinRate(ch, payload.length)) {
+    ch.broker.stats.rateLimited++;
+    ch.broker.log.warn({ clientId: ch.clientId, maxPublishRate: ch.options.maxPublishRate, maxPublishBytesRate: ch.options.maxPublishBytesRate }, 'client publishes too fast: disconnected');
+    return ch.close(ReasonCode.MessageRateTooHigh, 'publish rate limit exceeded'); // 3.1.1: just closed
+  }
 
   // QoS 2 duplicate: answer PUBREC again and do not forward (G2).
   const received = qos === 2 ? session.inboundQos2.get(packetId) : undefined;
