@@ -5,7 +5,7 @@ import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, St
 import { StoreError } from '../store/types';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
 import { type OutboundEntry, packetIdOf } from './outbound-queue';
-import { type MatchVisitor, Router, type SharedGroup } from './router';
+import { Router, type SharedGroup } from './router';
 import { NEVER_EXPIRES, STORED, Session, type SessionOwner } from './session';
 
 export interface OpenSessionParams {
@@ -595,35 +595,21 @@ export class Broker implements StoreListener {
   }
 
   /**
-   * What one match collects, reused from message to message: matching is synchronous and never
-   * re-entered, and a fresh map, array and visitor per PUBLISH were a tenth of the durable path's
-   * allocations.
+   * The deliveries of `message`. A fresh map and a closure visitor per PUBLISH: reusing one map
+   * and one visitor (fields instead of captured locals) measured 15-20 % slower on the clean-session
+   * path (`Map.clear` allocates a new table anyway) and no faster on the durable one.
    */
-  private readonly matched = new Map<string, DeliveryTarget>();
-  private readonly matchedGroups: SharedGroup[] = [];
-  private matching: Message | undefined;
-  private readonly collectMatch: MatchVisitor = {
-    subscriber: (clientId, sub) => {
-      const target = mergeMatch(this.matched.get(clientId), clientId, sub, this.matching!);
-      if (target) this.matched.set(clientId, target);
-    },
-    shared: (group) => {
-      this.matchedGroups.push(group);
-    },
-  };
-
   private match(message: Message, ops: StoreOp[], entries: OutboundEntry[]): void {
-    const targets = this.matched;
-    const groups = this.matchedGroups;
-    this.matching = message;
-    try {
-      this.router.match(message.topic, this.collectMatch);
-      this.deliverMatched(message, targets, groups, ops, entries);
-    } finally {
-      targets.clear();
-      groups.length = 0;
-      this.matching = undefined;
-    }
+    const targets = new Map<string, DeliveryTarget>();
+    const groups: SharedGroup[] = [];
+    this.router.match(message.topic, {
+      subscriber: (clientId, sub) => {
+        const target = mergeMatch(targets.get(clientId), clientId, sub, message);
+        if (target) targets.set(clientId, target);
+      },
+      shared: (group) => groups.push(group),
+    });
+    this.deliverMatched(message, targets, groups, ops, entries);
   }
 
   private deliverMatched(message: Message, targets: Map<string, DeliveryTarget>, groups: SharedGroup[], ops: StoreOp[], entries: OutboundEntry[]): void {
