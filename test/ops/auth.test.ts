@@ -192,13 +192,11 @@ test('a thousand wrong passwords from one address: the first ones checked and re
       const { client: ok } = await RawClient.connect(port, 5, { clientId: 'steady', username: 'dave', password: Buffer.from('dave-right-pw') });
       await ok.subscribe('steady/#', 1);
       const codes = new Map<number, number>();
-      const started = Date.now();
       for (let i = 0; i < 1000; i++) {
         const code = await connackOf(port, 5, { clientId: `guess-${i}`, username: 'dave', password: Buffer.from(`guess-${i}-pw`) });
         codes.set(code, (codes.get(code) ?? 0) + 1);
       }
       assert.deepEqual([...codes].sort(), [[0x86, 20], [0x9f, 980]]);
-      assert.ok(Date.now() - started < 60_000, 'the flood outlasted the window: the counts above would not hold');
       ok.publish('steady/t', 'still here', 1, 1);
       const got = await ok.take('publish');
       assert.equal(got.payload.toString(), 'still here');
