@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import mqtt, { type IClientOptions, type MqttClient, type IPublishPacket } from 'mqtt';
 import { startBroker, type RunningBroker } from '../src/index';
 import { defaultConfig, type Config } from '../src/ops/config';
@@ -153,6 +153,37 @@ export function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const port = (server.address() as net.AddressInfo).port;
       server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Whether the given programs (Mosquitto's clients) are installed: false when they are, else the
+ * reason to skip. Under CI, which installs them, a missing one fails the file instead.
+ */
+export function skipWithout(bins: string[]): false | string {
+  const missing = bins.filter((bin) => spawnSync(bin, ['--help']).error);
+  if (missing.length === 0) return false;
+  const why = `${missing.join(', ')} not found: apt-get install mosquitto mosquitto-clients`;
+  if (process.env.CI) throw new Error(why);
+  return why;
+}
+
+/**
+ * Runs a client program without blocking the event loop (an in-process broker must keep serving
+ * it); killed by its PID after `timeoutMs`.
+ */
+export function runClient(bin: string, args: string[], timeoutMs = 10_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
     });
   });
 }

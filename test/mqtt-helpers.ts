@@ -92,6 +92,14 @@ export class RawClient {
     return { client, connack };
   }
 
+  /** Connects (MQTT 5) and subscribes to `filter` at QoS 0; resolves once the SUBACK is in. */
+  static async subscriber(port: number, clientId: string, filter: string): Promise<RawClient> {
+    const { client } = await RawClient.connect(port, { clientId });
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 0 }] });
+    await client.next('suback');
+    return client;
+  }
+
   send(packet: Packet): void {
     this.socket.write(mqttPacket.generate(packet, { protocolVersion: this.protocolVersion }));
   }

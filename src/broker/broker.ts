@@ -528,29 +528,42 @@ export class Broker implements StoreListener {
    * path's allocations. An entry is only ever made ready by the batch that stored its message.
    */
   private commitDeliveries(ops: StoreOp[], entries: OutboundEntry[]): Promise<void> {
-    const done = this.store.commit(ops);
-    let batch = this.deliveries;
-    if (batch === undefined || batch.done !== done || batch.settled) {
-      batch = this.deliveryBatch(done);
-      this.deliveries = batch;
-    }
-    for (const op of ops) batch.ops.push(op);
+    const batch = this.joinBatch(ops);
+    batch.publishes++;
     for (const entry of entries) batch.entries.push(entry);
     return batch.result;
   }
 
-  private deliveries: DeliveryBatch | undefined;
+  /** Commits nobody waits for (acknowledged deliveries, mostly): a failure after the retries is logged. */
+  private persistInBackground(ops: StoreOp[]): void {
+    if (ops.length === 0) return;
+    this.joinBatch(ops).background = true;
+  }
 
-  private deliveryBatch(done: Promise<void>): DeliveryBatch {
-    const batch: DeliveryBatch = { done, ops: [], entries: [], settled: false, result: done };
+  private batch: CommitBatch | undefined;
+
+  private joinBatch(ops: StoreOp[]): CommitBatch {
+    const done = this.store.commit(ops);
+    let batch = this.batch;
+    if (batch === undefined || batch.done !== done || batch.settled) {
+      batch = this.commitBatch(done);
+      this.batch = batch;
+    }
+    for (const op of ops) batch.ops.push(op);
+    return batch;
+  }
+
+  private commitBatch(done: Promise<void>): CommitBatch {
+    const batch: CommitBatch = { done, ops: [], entries: [], publishes: 0, background: false, settled: false, result: done };
     const release = (): void => {
       for (const entry of batch.entries) entry.ready = true;
       this.pumpAll(batch.entries);
     };
     const drop = (e: unknown): never => {
-      this.stats.publishStoreFailures++;
+      this.stats.publishStoreFailures += batch.publishes;
       for (const entry of batch.entries) entry.session.outbound.finish(entry);
       this.pumpAll(batch.entries);
+      if (batch.background) this.log.error({ err: (e as Error).message }, 'store commit failed');
       throw e;
     };
     // Settled as soon as the store answered, before any retry: the retry stores exactly the ops
@@ -565,6 +578,7 @@ export class Broker implements StoreListener {
         return this.retryCommit(batch.ops, e, 0).then(release, drop);
       },
     );
+    batch.result.catch(() => undefined); // callers that wait see the failure; a background-only batch is logged above
     return batch;
   }
 
@@ -827,43 +841,19 @@ export class Broker implements StoreListener {
     }
   }
 
-  /**
-   * Commits nobody waits for (acknowledged deliveries, mostly). Those that land in the same store
-   * batch (the store returns one promise for it) share one failure handler, which retries them
-   * together: a promise and two closures per PUBACK were a twentieth of the durable path's
-   * allocations.
-   */
-  private persistInBackground(ops: StoreOp[]): void {
-    if (ops.length === 0) return;
-    const done = this.store.commit(ops);
-    const shared = this.background;
-    if (shared !== undefined && shared.done === done) {
-      for (const op of ops) shared.ops.push(op);
-      return;
-    }
-    const batch = { done, ops: ops.slice() };
-    this.background = batch;
-    done.then(
-      () => {
-        if (this.background === batch) this.background = undefined;
-      },
-      (e: unknown) => {
-        if (this.background === batch) this.background = undefined;
-        this.retryCommit(batch.ops, e, 0).catch((err: Error) => this.log.error({ err: err.message }, 'store commit failed'));
-      },
-    );
-  }
-
-  private background: { done: Promise<void>; ops: StoreOp[] } | undefined;
 }
 
-/** Publishes whose store changes went into one store batch, and the deliveries they wait to release. */
-interface DeliveryBatch {
+/** The commits that went into one store batch: their ops (for a retry), and the deliveries they wait to release. */
+interface CommitBatch {
   /** The store's promise for the batch. */
   done: Promise<void>;
   ops: StoreOp[];
   entries: OutboundEntry[];
-  /** Set once its outcome was handed out: later commits start a new record even with the same `done`. */
+  /** commitDeliveries calls in it: each counts as a store failure if the batch is refused. */
+  publishes: number;
+  /** It carries commits nobody waits for: a final failure is logged. */
+  background: boolean;
+  /** Set once the store answered: later commits start a new record even with the same `done`. */
   settled: boolean;
   result: Promise<void>;
 }

@@ -104,17 +104,24 @@ function info(broker: Broker, options: AdminApiOptions): unknown {
   };
 }
 
-/** Connected clients in client-id order, `limit` at a time after `after`, optionally only those starting with `prefix`. */
+/** Connected clients in client-id order, a page at a time. */
 function listClients(broker: Broker, q: URLSearchParams): unknown {
+  const ids = [...broker.sessions.values()].filter((s) => s.online).map((s) => s.clientId);
+  const { items, next } = page(ids, q);
+  return { clients: items.map((id) => clientView(broker.sessions.get(id)!)), next };
+}
+
+/**
+ * The keys starting with `prefix`, sorted, `limit` of them after the key `after`; `next` is the
+ * `after` of the following page, or null.
+ */
+function page(keys: string[], q: URLSearchParams): { items: string[]; next: string | null } {
   const prefix = q.get('prefix') ?? '';
   const after = q.get('after') ?? '';
   const limit = pageSize(q);
-  const ids = [...broker.sessions.values()]
-    .filter((s) => s.online && s.clientId.startsWith(prefix) && s.clientId > after)
-    .map((s) => s.clientId)
-    .sort();
-  const page = ids.slice(0, limit).map((id) => clientView(broker.sessions.get(id)!));
-  return { clients: page, next: ids.length > limit ? page[page.length - 1]!.clientId : null };
+  const matching = keys.filter((k) => k.startsWith(prefix) && k > after).sort();
+  const items = matching.slice(0, limit);
+  return { items, next: matching.length > limit ? items[items.length - 1]! : null };
 }
 
 function pageSize(q: URLSearchParams): number {
@@ -150,12 +157,8 @@ function sessionView(session: Session): unknown {
 }
 
 function listRetained(broker: Broker, q: URLSearchParams): unknown {
-  const prefix = q.get('prefix') ?? '';
-  const after = q.get('after') ?? '';
-  const limit = pageSize(q);
-  const topics = [...broker.retained.keys()].filter((t) => t.startsWith(prefix) && t > after).sort();
-  const page = topics.slice(0, limit);
-  return { retained: page.map((t) => messageView(broker.retained.get(t)!)), next: topics.length > limit ? page[page.length - 1] : null };
+  const { items, next } = page([...broker.retained.keys()], q);
+  return { retained: items.map((t) => messageView(broker.retained.get(t)!)), next };
 }
 
 function messageView(m: Message): unknown {

@@ -41,10 +41,7 @@ test('pre-CONNACK flood over TCP: the 1001st packet behind CONNECT gets CONNACK 
   const { hooks, release } = heldAuthentication();
   await withBroker(
     async (b, track) => {
-      const { client: sub } = await RawClient.connect(b.port, { clientId: 'watcher' });
-      track(sub);
-      sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] });
-      await sub.next('suback');
+      const sub = track(await RawClient.subscriber(b.port, 'watcher', 'flood/#'));
       const raw = track(await RawClient.open(b.port, 5));
       // One write, so one read: CONNECT and 1001 tiny publishes arrive before reading pauses.
       const flood = Array.from({ length: 1001 }, (_, i) => publishBytes('flood/tcp', Buffer.from(String(i))));
@@ -65,10 +62,7 @@ test('pre-CONNACK flood over WebSocket: one message with 1.2 MB of publishes beh
   const wsPort = await freePort();
   await withBroker(
     async (b, track) => {
-      const { client: sub } = await RawClient.connect(b.port, { clientId: 'watcher' });
-      track(sub);
-      sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] });
-      await sub.next('suback');
+      const sub = track(await RawClient.subscriber(b.port, 'watcher', 'flood/#'));
       const ws = new WebSocket(`ws://127.0.0.1:${b.wsPort}/mqtt`, 'mqtt');
       const received: mqttPacket.Packet[] = [];
       const parser = mqttPacket.parser(v5);
@@ -97,10 +91,7 @@ test('below the bounds, packets behind CONNECT wait for the CONNACK and are then
   const { hooks, release } = heldAuthentication();
   await withBroker(
     async (b, track) => {
-      const { client: sub } = await RawClient.connect(b.port, { clientId: 'watcher' });
-      track(sub);
-      sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood/#', qos: 0 }] });
-      await sub.next('suback');
+      const sub = track(await RawClient.subscriber(b.port, 'watcher', 'flood/#'));
       const raw = track(await RawClient.open(b.port, 5));
       raw.write(Buffer.concat([connectBytes('flood-ok'), publishBytes('flood/ok', Buffer.from('held'))]));
       // Held, not routed, while authentication is pending: the marker from another client comes first.

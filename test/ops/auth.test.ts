@@ -4,7 +4,7 @@
 // no password in the logs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,29 +13,10 @@ import { PasswordFile } from '../../src/auth/password-file';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
 import { RawClient } from '../guarantees/raw-client';
-import { tempDir } from '../helpers';
+import { runClient, skipWithout, tempDir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
-const mosquittoInstalled = ['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub'].every((bin) => !spawnSync(bin, ['--help']).error);
-const missing = 'mosquitto_passwd / mosquitto_pub / mosquitto_sub not found: apt-get install mosquitto mosquitto-clients';
-if (!mosquittoInstalled && process.env.CI) throw new Error(missing); // CI installs them: missing is a failure there
-const skipMosquitto = mosquittoInstalled ? false : missing;
-
-/** A client process, run without blocking the in-process broker it talks to. */
-function run(bin: string, args: string[], timeoutMs = 10_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
-}
+const skipMosquitto = skipWithout(['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub']);
 
 function passwd(file: string, user: string, ...args: string[]): void {
   const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
@@ -114,13 +95,13 @@ test('a Mosquitto password file ($7$ from mosquitto_passwd) works as it is, with
     // No sleeps: a persistent session subscribes and leaves (-E), the message is queued for it, and it comes back for it.
     const common = ['-h', '127.0.0.1', '-p', String(port), '-u', 'device7', '-P', 'dev-pw-7'];
     const session = [...common, '-c', '-i', 'dev7-sub', '-q', '1', '-t', 'm/t'];
-    const subscribed = await run('mosquitto_sub', [...session, '-E']);
+    const subscribed = await runClient('mosquitto_sub', [...session, '-E']);
     assert.equal(subscribed.status, 0, subscribed.stderr);
-    const pub = await run('mosquitto_pub', [...common, '-t', 'm/t', '-m', 'hello', '-q', '1']);
+    const pub = await runClient('mosquitto_pub', [...common, '-t', 'm/t', '-m', 'hello', '-q', '1']);
     assert.equal(pub.status, 0, pub.stderr);
-    const sub = await run('mosquitto_sub', [...session, '-C', '1', '-W', '10'], 15_000);
+    const sub = await runClient('mosquitto_sub', [...session, '-C', '1', '-W', '10'], 15_000);
     assert.equal(sub.stdout.trim(), 'hello', sub.stderr);
-    const bad = await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'device7', '-P', 'wrong', '-t', 'm/t', '-m', 'x']);
+    const bad = await runClient('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-u', 'device7', '-P', 'wrong', '-t', 'm/t', '-m', 'x']);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /not authori[sz]ed|bad user name or password|Connection Refused/i);
   });

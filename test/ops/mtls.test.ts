@@ -3,7 +3,7 @@
 // clients (mqtt.js and mosquitto_pub), a reload of the server certificate without a restart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -11,10 +11,9 @@ import mqtt from 'mqtt';
 import { startBroker } from '../../src/index';
 import { defaultConfig } from '../../src/ops/config';
 import { silentLogger } from '../../src/broker/options';
-import { freePort, tempDir } from '../helpers';
+import { freePort, runClient, skipWithout, tempDir } from '../helpers';
 
-const mosquittoPub = !spawnSync('mosquitto_pub', ['--help']).error;
-if (!mosquittoPub && process.env.CI) throw new Error('mosquitto_pub not found: apt-get install mosquitto-clients');
+const mosquittoPub = skipWithout(['mosquitto_pub']) === false;
 
 const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
 
@@ -37,16 +36,7 @@ function issue(dir: string, ca: { cert: string; key: string }, name: string, cn:
   return { cert, key };
 }
 
-function runPub(args: string[]): Promise<number | null> {
-  return new Promise((resolve) => {
-    const child = spawn('mosquitto_pub', args, { stdio: 'ignore' });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve(code);
-    });
-  });
-}
+const runPub = async (args: string[]): Promise<number | null> => (await runClient('mosquitto_pub', args)).status;
 
 function fingerprint(port: number, ca: string, client: { cert: string; key: string }): Promise<string> {
   return new Promise((resolve, reject) => {

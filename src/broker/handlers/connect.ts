@@ -90,11 +90,13 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     };
   }
   ch.state = 'authenticating';
+  // Mutual TLS with tlsCertAsUsername: the verified certificate names the user, not CONNECT.
+  const username = ch.transport.certificateName ?? packet.username;
 
   Promise.resolve(
     ch.broker.hooks.authenticate({
       clientId,
-      username: ch.transport.certificateName ?? packet.username,
+      username,
       password: packet.password,
       remoteAddress: ch.transport.remoteAddress,
       certificateName: ch.transport.certificateName,
@@ -104,7 +106,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (ch.state !== 'authenticating') return;
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
-      ch.username = ch.transport.certificateName ?? packet.username;
+      ch.username = username;
       // A will is a publish by this client: it may not bypass publish authorization.
       if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
