@@ -4,6 +4,7 @@ import path from 'node:path';
 import os from 'node:os';
 import { FileAuth } from './auth/file-auth';
 import { Broker } from './broker/broker';
+import type { Clock } from './broker/clock';
 import { ClusterStore } from './cluster/cluster-store';
 import { allowAll, type BrokerHooks, type Logger, silentLogger } from './broker/options';
 import { adminPort, startAdminServer } from './ops/admin';
@@ -16,6 +17,7 @@ import { Listeners } from './transport/listeners';
 
 export { loadConfig, defaultConfig, type Config } from './ops/config';
 export type { Store } from './store/types';
+export type { Clock } from './broker/clock';
 
 export interface RunningBroker {
   broker: Broker;
@@ -54,11 +56,11 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
 export async function startBroker(
   config: Config,
   log: Logger,
-  options: { store?: Store; hooks?: BrokerHooks } = {},
+  options: { store?: Store; hooks?: BrokerHooks; clock?: Clock } = {},
 ): Promise<RunningBroker> {
   const store = options.store ?? createStore(config, log);
   const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.allowAnonymous !== 'auto') ? new FileAuth(config, log) : undefined;
-  const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log);
+  const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log, options.clock);
   await broker.start();
   const listeners = new Listeners(broker, config);
   const ports = await listeners.start();

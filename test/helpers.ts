@@ -8,6 +8,7 @@ import { startBroker, type RunningBroker } from '../src/index';
 import { defaultConfig, type Config } from '../src/ops/config';
 import { silentLogger, type BrokerHooks } from '../src/broker/options';
 import type { Store } from '../src/store/types';
+import type { Clock } from '../src/broker/clock';
 
 export function tempDir(prefix = 'iotb-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -16,7 +17,7 @@ export function tempDir(prefix = 'iotb-test-'): string {
 /** Starts an in-process broker on a free port (port 0). */
 export async function startTestBroker(
   overrides: Partial<Config> = {},
-  extra: { store?: Store; hooks?: BrokerHooks } = {},
+  extra: { store?: Store; hooks?: BrokerHooks; clock?: Clock } = {},
 ): Promise<RunningBroker & { config: Config }> {
   const config: Config = {
     ...defaultConfig,

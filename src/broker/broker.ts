@@ -3,6 +3,7 @@ import { parseSharedFilter, topicMatches } from '../protocol/topics';
 import { type DeliveryTarget, NO_SUBSCRIPTION_IDS, deliveryTarget, mergeMatch } from '../store/delivery';
 import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, StoreOp, StoredDelivery, StoredSubscription, StoredWill } from '../store/types';
 import { StoreError } from '../store/types';
+import { type Clock, type TimerHandle, systemClock } from './clock';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
 import { type OutboundEntry, packetIdOf } from './outbound-queue';
 import { Router, type SharedGroup } from './router';
@@ -51,7 +52,7 @@ export class Broker implements StoreListener {
    * keeps the router and the retained set current with what every node stored.
    */
   private readonly clustered: boolean;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: TimerHandle | undefined;
   private stopped = false;
   private lastDropLog = 0;
 
@@ -60,6 +61,7 @@ export class Broker implements StoreListener {
     readonly options: BrokerOptions,
     readonly hooks: BrokerHooks = allowAll,
     readonly log: Logger = silentLogger,
+    readonly clock: Clock = systemClock,
   ) {
     this.clustered = store.deliversThroughStore;
   }
@@ -67,7 +69,7 @@ export class Broker implements StoreListener {
   /** Restores the sessions this node holds and the retained messages; wills of connections cut by a crash are armed again. */
   async start(): Promise<void> {
     const state = await this.store.load(this);
-    const now = Date.now();
+    const now = this.clock.now();
     for (const message of state.retained) {
       if (message.expiresAt !== undefined && message.expiresAt <= now) continue;
       this.retained.set(message.topic, message);
@@ -75,8 +77,7 @@ export class Broker implements StoreListener {
     // Every session first, then the wills: a will must reach every session it matches.
     const crashed = state.sessions.map((loaded) => this.hold(loaded)).filter((s) => s.disconnectedAt === undefined);
     for (const session of crashed) this.onConnectionLost(session, now);
-    this.sweepTimer = setInterval(() => this.sweep(), 1000);
-    this.sweepTimer.unref();
+    this.scheduleSweep();
     this.log.info(
       { sessions: this.sessions.size, retained: this.retained.size, restoredWills: crashed.filter((s) => s.will).length },
       'broker state loaded',
@@ -90,7 +91,7 @@ export class Broker implements StoreListener {
   adopt(loaded: LoadedSession): void {
     if (this.stopped || this.sessions.has(loaded.record.clientId)) return;
     const session = this.hold(loaded);
-    if (session.disconnectedAt === undefined) this.onConnectionLost(session, Date.now());
+    if (session.disconnectedAt === undefined) this.onConnectionLost(session, this.clock.now());
   }
 
   /** StoreListener: the session is now held elsewhere. Close its connection here (no will) and forget it. */
@@ -100,7 +101,7 @@ export class Broker implements StoreListener {
     const owner = session.owner;
     session.owner = null;
     owner?.takenOver();
-    if (session.willTimer) clearTimeout(session.willTimer);
+    if (session.willTimer) this.clock.clearTimer(session.willTimer);
     for (const sub of session.subscriptions.values()) this.removeSubscriptionRoute(session, sub.filter);
     this.expiring.delete(session);
     this.sessions.delete(clientId);
@@ -173,7 +174,7 @@ export class Broker implements StoreListener {
       const will = session.will;
       if (will) {
         const due = session.disconnectedAt + Math.min(will.delayInterval, session.expiryInterval) * 1000;
-        this.armWill(session, due - Date.now());
+        this.armWill(session, due - this.clock.now());
       }
     }
     return session;
@@ -181,8 +182,8 @@ export class Broker implements StoreListener {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
-    for (const session of this.sessions.values()) if (session.willTimer) clearTimeout(session.willTimer);
+    if (this.sweepTimer) this.clock.clearTimer(this.sweepTimer);
+    for (const session of this.sessions.values()) if (session.willTimer) this.clock.clearTimer(session.willTimer);
     // Let what was issued so far commit, but not forever: a store that stopped answering must
     // not hold the process (what did not commit was never acknowledged; clients re-send it).
     let timer: NodeJS.Timeout | undefined;
@@ -228,7 +229,7 @@ export class Broker implements StoreListener {
     let existing = this.sessions.get(params.clientId);
     // A session past its expiry that the sweep has not reached yet is over: it must not resume.
     const expiresAt = existing?.expiresAt();
-    if (existing && !existing.online && expiresAt !== undefined && expiresAt <= Date.now()) {
+    if (existing && !existing.online && expiresAt !== undefined && expiresAt <= this.clock.now()) {
       this.expire(existing);
       existing = undefined;
     }
@@ -237,7 +238,7 @@ export class Broker implements StoreListener {
       previousOwner = existing.owner;
       existing.owner = null;
       if (existing.willTimer) {
-        clearTimeout(existing.willTimer);
+        this.clock.clearTimer(existing.willTimer);
         existing.willTimer = undefined;
       }
       // A new connection cancels a delayed will; a will without delay belongs to the closing connection.
@@ -271,7 +272,7 @@ export class Broker implements StoreListener {
     if (session.owner !== owner) return; // taken over: the new connection owns it now
     if (expiryInterval !== undefined) session.expiryInterval = expiryInterval;
     if (graceful && session.will) session.will = undefined;
-    this.onConnectionLost(session, Date.now());
+    this.onConnectionLost(session, this.clock.now());
   }
 
   private onConnectionLost(session: Session, now: number): void {
@@ -294,20 +295,26 @@ export class Broker implements StoreListener {
       this.publishWill(session);
       return;
     }
-    session.willTimer = setTimeout(() => {
+    session.willTimer = this.clock.setTimer(() => {
       session.willTimer = undefined;
       this.publishWill(session);
       if (!session.online) this.persistInBackground([{ op: 'putSession', record: session.toRecord() }]);
     }, delayMs);
-    session.willTimer.unref();
   }
 
   private trackExpiry(session: Session): void {
     if (session.expiresAt() !== undefined) this.expiring.add(session);
   }
 
+  private scheduleSweep(): void {
+    this.sweepTimer = this.clock.setTimer(() => {
+      this.sweep();
+      if (!this.stopped) this.scheduleSweep();
+    }, SWEEP_INTERVAL_MS);
+  }
+
   private sweep(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const session of this.expiring) {
       if (session.online) {
         this.expiring.delete(session);
@@ -355,7 +362,7 @@ export class Broker implements StoreListener {
 
   /** Removes a disconnected session and its durable state. */
   private endSession(session: Session): void {
-    if (session.willTimer) clearTimeout(session.willTimer);
+    if (session.willTimer) this.clock.clearTimer(session.willTimer);
     const ops: StoreOp[] = [];
     this.discardSession(session, ops);
     this.persistInBackground(ops);
@@ -374,9 +381,9 @@ export class Broker implements StoreListener {
     if (!will) return;
     session.will = undefined;
     this.stats.willsPublished++;
-    const message: Message = { ...will.message, createdAt: Date.now() };
+    const message: Message = { ...will.message, createdAt: this.clock.now() };
     if (will.message.expiresAt !== undefined) {
-      message.expiresAt = Date.now() + (will.message.expiresAt - will.message.createdAt);
+      message.expiresAt = this.clock.now() + (will.message.expiresAt - will.message.createdAt);
     }
     this.log.debug({ clientId: session.clientId, topic: message.topic }, 'publishing will');
     this.publish(message).catch((e: Error) =>
@@ -466,7 +473,7 @@ export class Broker implements StoreListener {
 
   private queueRetained(session: Session, sub: StoredSubscription): void {
     if (this.sessions.get(session.clientId) !== session) return; // released or ended meanwhile
-    const now = Date.now();
+    const now = this.clock.now();
     const ops: StoreOp[] = [];
     const entries: OutboundEntry[] = [];
     for (const message of this.retained.values()) {
@@ -710,7 +717,7 @@ export class Broker implements StoreListener {
   }
 
   private logDrop(session: Session): void {
-    const now = Date.now();
+    const now = this.clock.now();
     if (now - this.lastDropLog < 5000) return;
     this.lastDropLog = now;
     this.log.warn(
@@ -860,6 +867,8 @@ interface CommitBatch {
 
 /** How long `stop` waits for commits in flight. */
 const STOP_COMMIT_WAIT_MS = 5000;
+/** How often offline sessions are checked for expiry: expiry is in whole seconds. */
+const SWEEP_INTERVAL_MS = 1000;
 
 function subIds(sub: StoredSubscription): number[] {
   return sub.subscriptionId !== undefined ? [sub.subscriptionId] : NO_SUBSCRIPTION_IDS;

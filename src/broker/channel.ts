@@ -126,7 +126,7 @@ export class Channel implements SessionOwner {
 
   // ---- input --------------------------------------------------------------------------------
 
-  receive(chunk: Buffer, now = Date.now()): void {
+  receive(chunk: Buffer, now = this.broker.clock.now()): void {
     if (this.state === 'closed') return;
     this.lastReceivedAt = now;
     let packets: Packet[];
@@ -333,7 +333,7 @@ export class Channel implements SessionOwner {
     const window = Math.min(this.client.receiveMaximum, this.options.maxInflight);
     // First the PUBLISHes in flight before this connection, within the client's Receive Maximum.
     if (this.resend.length > 0 && !this.pumpResends(session, window)) return;
-    const now = Date.now();
+    const now = this.broker.clock.now();
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
       if (!entry) return;
@@ -389,7 +389,7 @@ export class Channel implements SessionOwner {
       const properties: NonNullable<PublishPacket['properties']> = { ...message.properties };
       if (entry.subscriptionIds.length > 0) properties.subscriptionIdentifier = entry.subscriptionIds;
       if (message.expiresAt !== undefined) {
-        properties.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - Date.now()) / 1000));
+        properties.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAt - this.broker.clock.now()) / 1000));
       }
       const aliasLimit = Math.min(this.client.topicAliasMaximum, this.options.topicAliasMaximum);
       if (aliasLimit > 0 && !dup) {

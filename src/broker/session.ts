@@ -1,5 +1,6 @@
 import type { ProtocolVersion } from '../protocol/packets';
 import type { SessionRecord, StoredSubscription, StoredWill } from '../store/types';
+import type { TimerHandle } from './clock';
 import { OutboundQueue } from './outbound-queue';
 
 /** Session expiry value meaning "never expires" (MQTT 5 §3.1.2.11.2). */
@@ -44,7 +45,7 @@ export class Session {
   disconnectedAt: number | undefined;
   nextSeq = 1;
   /** The will timer armed after an ungraceful disconnect. */
-  willTimer: NodeJS.Timeout | undefined;
+  willTimer: TimerHandle | undefined;
 
   constructor(
     readonly clientId: string,

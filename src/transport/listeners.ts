@@ -72,7 +72,7 @@ export class Listeners {
       tlsPort = (this.tls.address() as net.AddressInfo).port;
     }
     this.ticker = setInterval(() => {
-      const now = Date.now();
+      const now = this.broker.clock.now();
       for (const channel of this.channels) channel.tick(now);
     }, 1000);
     this.ticker.unref();
@@ -126,7 +126,7 @@ export class Listeners {
   /** A TCP or TLS socket. */
   private acceptSocket(socket: net.Socket, certificateName?: string): void {
     const transport = new SocketTransport(socket, certificateName);
-    const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
+    const channel = new Channel(this.broker, transport, this.broker.clock.now(), this.channels.size >= this.options.maxConnections);
     this.register(channel);
     SOCKET_OWNER.set(socket, { channel, listeners: this });
     socket.on('data', onSocketData);
@@ -155,7 +155,7 @@ export class Listeners {
       pause: () => socket.pause(),
       resume: () => socket.resume(),
     };
-    const channel = new Channel(this.broker, transport, Date.now(), this.channels.size >= this.options.maxConnections);
+    const channel = new Channel(this.broker, transport, this.broker.clock.now(), this.channels.size >= this.options.maxConnections);
     this.register(channel);
     socket.on('message', (data: Buffer) => channel.receive(data));
     socket.on('error', () => undefined);

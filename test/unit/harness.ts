@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
 import { Broker } from '../../src/broker/broker';
 import { Channel, type Transport } from '../../src/broker/channel';
+import { type Clock, systemClock } from '../../src/broker/clock';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/broker/options';
 import type { ConnectPacket, Packet, ProtocolVersion } from '../../src/protocol/packets';
 import { MemoryStore } from '../../src/store/memory-store';
@@ -60,9 +61,10 @@ export async function withBroker(
   fn: (broker: Broker, store: GatedStore) => Promise<void>,
   options: Partial<BrokerOptions> = {},
   inner: Store = new MemoryStore(),
+  clock: Clock = systemClock,
 ): Promise<void> {
   const store = new GatedStore(inner);
-  const broker = new Broker(store, { ...defaultBrokerOptions, ...options });
+  const broker = new Broker(store, { ...defaultBrokerOptions, ...options }, undefined, undefined, clock);
   await broker.start();
   try {
     await fn(broker, store);

@@ -47,7 +47,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
     if (willProps.payloadFormatIndicator && !isUtf8(payload)) {
       return refuse(ch, ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8');
     }
-    const now = Date.now();
+    const now = ch.broker.clock.now();
     will = {
       delayInterval: willProps.willDelayInterval ?? 0,
       message: {

@@ -23,7 +23,7 @@ export function messageProperties(props: PublishProperties | MessageProperties):
  */
 function withinRate(ch: Channel, bytes: number): boolean {
   const { maxPublishRate, maxPublishBytesRate } = ch.options;
-  const now = Date.now();
+  const now = ch.broker.clock.now();
   if (ch.publishTokensAt === 0) {
     ch.publishTokens = maxPublishRate;
     ch.publishByteTokens = maxPublishBytesRate;
@@ -105,7 +105,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
     return;
   }
 
-  const now = Date.now();
+  const now = ch.broker.clock.now();
   const message: Message = {
     topic,
     payload,
