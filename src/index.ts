@@ -8,6 +8,7 @@ import type { Clock } from './broker/clock';
 import { ClusterStore } from './cluster/cluster-store';
 import { allowAll, type BrokerHooks, type Logger, silentLogger } from './broker/options';
 import { adminPort, startAdminServer } from './ops/admin';
+import type { AdminApiOptions } from './ops/admin-api';
 import { SysTopics } from './ops/sys-topics';
 import type { Config } from './ops/config';
 import { LmdbStore } from './store/lmdb-store';
@@ -68,10 +69,14 @@ export async function startBroker(
   let stopped = false;
   // Ready: accepting clients, and in cluster mode holding a lease on a reachable RocketMQ.
   const ready = () => !stopped && (!(store instanceof ClusterStore) || store.ready);
-  const api = { token: config.adminToken, version: packageVersion(), startedAt: Date.now() };
+  const api: AdminApiOptions = { token: config.adminToken, version: packageVersion(), startedAt: Date.now() };
   const sys = new SysTopics(broker, { intervalSeconds: config.sysInterval, version: api.version, root: config.cluster ? `$SYS/brokers/${config.nodeId || `${os.hostname()}:${config.port}`}` : '$SYS/broker' });
   sys.start();
-  if (config.adminPort > 0) admin = await startAdminServer(broker, config.host, config.adminPort, ready, api);
+  if (config.adminPort > 0) {
+    if (store instanceof ClusterStore) api.cluster = { node: store.membership.nodeKey, nodes: () => store.membership.liveNodes() };
+    admin = await startAdminServer(broker, config.host, config.adminPort, ready, api);
+    if (store instanceof ClusterStore) store.membership.advertiseAdmin(config.adminAdvertiseUrl || `http://${advertisedHost(config.host)}:${adminPort(admin)}`);
+  }
   let stopping: Promise<void> | undefined;
   return {
     broker,
@@ -94,6 +99,12 @@ export async function startBroker(
       return stopping;
     },
   };
+}
+
+/** A host other machines can reach: the one listened on, or this machine's name when that is every address. */
+function advertisedHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return os.hostname();
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 function packageVersion(): string {

@@ -10,6 +10,14 @@ export type Signal = { t: 'takeover'; clientId: string; epoch: number };
 
 interface Heartbeat {
   node: string;
+  /** Where the node's admin API answers, for the cluster-wide view (docs/admin-api.md). */
+  admin?: string;
+}
+
+/** A live node and where its admin API answers, if it has one. */
+export interface LiveNode {
+  node: string;
+  admin?: string;
 }
 
 /** How long before its lease ends a node stops acknowledging, for clock-rate differences and RocketMQ's reput lag. */
@@ -23,6 +31,8 @@ export class Membership {
   readonly incarnation = randomUUID().slice(0, 8);
   readonly nodeKey: string;
   private readonly lastSeen = new Map<string, number>();
+  private readonly admins = new Map<string, string>();
+  private adminUrl: string | undefined;
   /** Incarnation last seen per node id: an older incarnation of a node is dead. */
   private readonly currentIncarnation = new Map<string, string>();
   private tails: QueueTail[] = [];
@@ -101,6 +111,25 @@ export class Membership {
     return now - watchingSince >= this.leaseMs;
   }
 
+  /** Sent with the next heartbeats: the address of this node's admin API. */
+  advertiseAdmin(url: string): void {
+    this.adminUrl = url;
+    void this.heartbeat();
+  }
+
+  /** The nodes heard from within a lease, this one first. */
+  liveNodes(): LiveNode[] {
+    const now = Date.now();
+    const out: LiveNode[] = [{ node: this.nodeKey, admin: this.adminUrl }];
+    for (const [nodeKey, seen] of this.lastSeen) {
+      if (nodeKey === this.nodeKey || now - seen > this.leaseMs) continue;
+      const [nodeId, incarnation] = nodeKey.split('/');
+      if (this.currentIncarnation.get(nodeId ?? '') !== incarnation) continue;
+      out.push({ node: nodeKey, admin: this.admins.get(nodeKey) });
+    }
+    return out;
+  }
+
   /** The live node (this one included) that looks after `clientId` when its node is gone: rendezvous hashing. */
   responsibleFor(clientId: string): string {
     let best = this.nodeKey;
@@ -148,7 +177,7 @@ export class Membership {
   private async heartbeat(): Promise<void> {
     if (this.stopped) return;
     const startedAt = Date.now();
-    const body: Heartbeat = { node: this.nodeKey };
+    const body: Heartbeat = { node: this.nodeKey, admin: this.adminUrl };
     try {
       await this.onAnyBroker((brokerName) =>
         this.mq.send({ topic: this.names.nodes, body: JSON.stringify(body), tags: 'heartbeat' }, { queue: { topic: this.names.nodes, queueId: 0, brokerName } }),
@@ -170,6 +199,7 @@ export class Membership {
       }
       if (typeof heartbeat.node !== 'string') continue;
       this.lastSeen.set(heartbeat.node, now);
+      if (typeof heartbeat.admin === 'string') this.admins.set(heartbeat.node, heartbeat.admin);
       const [nodeId, incarnation] = heartbeat.node.split('/');
       if (nodeId !== undefined && incarnation !== undefined) this.currentIncarnation.set(nodeId, incarnation);
     }

@@ -1,6 +1,7 @@
 // The admin REST API under /api/v1 on the admin port (docs/admin-api.md). Every request needs
 // `Authorization: Bearer <adminToken>`; without a configured token the API is off. JSON in and out,
-// request bodies at most 64 KiB. It sees the clients and sessions this broker process holds.
+// request bodies at most 64 KiB. It sees the clients and sessions this broker process holds; in
+// cluster mode it also asks the other nodes (admin-peers.ts), so that any node answers for all.
 import http from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { Broker } from '../broker/broker';
@@ -9,6 +10,7 @@ import type { Session } from '../broker/session';
 import type { QoS } from '../protocol/packets';
 import { topicNameError } from '../protocol/topics';
 import type { Message } from '../store/types';
+import { type ClusterView, NODE_SCOPE_HEADER, askPeers } from './admin-peers';
 
 const MAX_BODY = 64 * 1024;
 const MAX_PAGE = 1000;
@@ -27,6 +29,8 @@ export interface AdminApiOptions {
   token: string;
   version: string;
   startedAt: number;
+  /** Cluster mode: this node and the others, whose admin APIs it asks. */
+  cluster?: ClusterView;
 }
 
 /** Handles the request if it is for /api/v1; returns false otherwise. */
@@ -63,16 +67,21 @@ async function route(broker: Broker, options: AdminApiOptions, req: http.Incomin
   if (parts[0] !== 'api' || parts[1] !== 'v1') throw new HttpError(404, 'unknown API version: use /api/v1');
   const [resource, id] = [parts[2], parts.slice(3).join('/')];
   const method = req.method ?? 'GET';
-  if (resource === 'info' && method === 'GET' && !id) return [200, info(broker, options)];
-  if (resource === 'clients' && method === 'GET' && !id) return [200, listClients(broker, url.searchParams)];
-  if (resource === 'clients' && method === 'GET' && id) return [200, sessionView(found(broker.sessions.get(id), `no session ${id}`))];
+  // Cluster-wide unless another node asks (it wants this node's own answer).
+  const cluster = req.headers[NODE_SCOPE_HEADER] === 'node' ? undefined : options.cluster;
+  const node = options.cluster?.node;
+  const elsewhere = (why: string) => askElsewhere(cluster, options.token, method, url, why);
+  if (resource === 'info' && method === 'GET' && !id) return [200, await info(broker, options, cluster)];
+  if (resource === 'clients' && method === 'GET' && !id) return [200, await listClients(broker, url, options.token, node, cluster)];
+  if (resource === 'clients' && method === 'GET' && id) {
+    const session = broker.sessions.get(id);
+    return session ? [200, { ...sessionView(session), node }] : elsewhere(`no session ${id}`);
+  }
   if (resource === 'clients' && method === 'DELETE' && id) {
-    if (!broker.kick(id)) throw new HttpError(404, `client ${id} is not connected here`);
-    return [200, { kicked: id }];
+    return broker.kick(id) ? [200, { kicked: id, node }] : elsewhere(`client ${id} is not connected`);
   }
   if (resource === 'sessions' && method === 'DELETE' && id) {
-    if (!broker.dropSession(id)) throw new HttpError(404, `no session ${id}`);
-    return [200, { discarded: id }];
+    return broker.dropSession(id) ? [200, { discarded: id, node }] : elsewhere(`no session ${id}`);
   }
   if (resource === 'retained' && method === 'GET' && !id) return [200, listRetained(broker, url.searchParams)];
   if (resource === 'retained' && method === 'GET' && id) return [200, messageView(found(broker.retained.get(id), `no retained message on ${id}`))];
@@ -84,12 +93,29 @@ async function route(broker: Broker, options: AdminApiOptions, req: http.Incomin
   throw new HttpError(404, `no ${method} ${url.pathname} (see docs/admin-api.md)`);
 }
 
+/** What the node that has it answers (in cluster mode), else 404 with `why`. */
+async function askElsewhere(cluster: ClusterView | undefined, token: string, method: string, url: URL, why: string): Promise<[number, unknown]> {
+  if (!cluster) throw new HttpError(404, why);
+  const { answers, unreachable } = await askPeers(cluster, token, method, url.pathname + url.search);
+  const hit = answers.find((a) => a.status === 200);
+  if (hit) return [200, hit.body];
+  throw new HttpError(404, unreachable.length > 0 ? `${why} on any node that answered (no answer from ${unreachable.join(', ')})` : `${why} on any node`);
+}
+
 function found<T>(value: T | undefined, why: string): T {
   if (value === undefined) throw new HttpError(404, why);
   return value;
 }
 
-function info(broker: Broker, options: AdminApiOptions): unknown {
+async function info(broker: Broker, options: AdminApiOptions, cluster: ClusterView | undefined): Promise<unknown> {
+  const own = { ...nodeInfo(broker, options), node: options.cluster?.node };
+  if (!cluster) return own;
+  const { answers, unreachable } = await askPeers(cluster, options.token, 'GET', '/api/v1/info');
+  const nodes = [own, ...answers.filter((a) => a.status === 200).map((a) => ({ ...a.body, node: a.node, admin: a.admin }))];
+  return { ...own, nodes, unreachable };
+}
+
+function nodeInfo(broker: Broker, options: AdminApiOptions): Record<string, unknown> {
   const s = broker.stats;
   return {
     version: options.version,
@@ -104,11 +130,29 @@ function info(broker: Broker, options: AdminApiOptions): unknown {
   };
 }
 
-/** Connected clients in client-id order, a page at a time. */
-function listClients(broker: Broker, q: URLSearchParams): unknown {
+/**
+ * Connected clients in client-id order, a page at a time. Cluster-wide, each node gives its own
+ * page after the same `after`; the first `limit` of all of them, merged, is the cluster's page.
+ */
+async function listClients(broker: Broker, url: URL, token: string, node: string | undefined, cluster: ClusterView | undefined): Promise<unknown> {
   const ids = [...broker.sessions.values()].filter((s) => s.online).map((s) => s.clientId);
-  const { items, next } = page(ids, q);
-  return { clients: items.map((id) => clientView(broker.sessions.get(id)!)), next };
+  const own = page(ids, url.searchParams);
+  const clients: { clientId: string }[] = own.items.map((id) => ({ ...clientView(broker.sessions.get(id)!), node }));
+  if (!cluster) return { clients, next: own.next };
+  const { answers, unreachable } = await askPeers(cluster, token, 'GET', url.pathname + url.search);
+  let more = own.next !== null;
+  for (const answer of answers) {
+    if (answer.status !== 200 || !Array.isArray(answer.body.clients)) continue;
+    more ||= answer.body.next !== null;
+    for (const c of answer.body.clients as unknown[]) {
+      if (typeof c === 'object' && c !== null && typeof (c as { clientId?: unknown }).clientId === 'string') clients.push(c as { clientId: string });
+    }
+  }
+  // During a takeover a client may show on two nodes for a moment: listed once.
+  const merged = [...new Map(clients.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)).map((c) => [c.clientId, c])).values()];
+  const limit = pageSize(url.searchParams);
+  const items = merged.slice(0, limit);
+  return { clients: items, next: items.length > 0 && (more || merged.length > limit) ? items[items.length - 1]!.clientId : null, unreachable };
 }
 
 /**
@@ -143,7 +187,7 @@ function clientView(session: Session): { clientId: string; connected: boolean; u
   };
 }
 
-function sessionView(session: Session): unknown {
+function sessionView(session: Session): Record<string, unknown> {
   return {
     ...clientView(session),
     persistent: session.persistent,

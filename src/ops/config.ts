@@ -9,6 +9,7 @@ export interface Config extends BrokerOptions, ListenerOptions {
   adminPort: number;
   /** Bearer token of the admin REST API (/api/v1); '' turns the API off. */
   adminToken: string;
+  adminAdvertiseUrl: string;
   /** Seconds between $SYS topic updates; 0: none. */
   sysInterval: number;
   store: 'lmdb' | 'memory';
@@ -89,6 +90,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsCaFile', kind: 'optional-string', doc: 'PEM CA certificate(s) for client certificates: set, the TLS listener requires a client certificate signed by them (mutual TLS); a client without one fails the handshake. Certificate, key and CA are re-read on SIGHUP (new connections use them).' },
   { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
+  { key: 'adminAdvertiseUrl', kind: 'optional-string', doc: 'Cluster mode: the address other nodes use to reach this node\'s admin API, so that any node\'s API answers for the whole cluster (docs/admin-api.md); empty: `http://<host>:<adminPort>`, with this machine\'s host name when `host` listens on every address. Every node needs the same `adminToken`.' },
   { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, retained messages, publish; docs/admin-api.md); empty turns the API off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
   { key: 'sysInterval', kind: 'int', min: 0, max: 86_400, doc: 'Seconds between updates of the `$SYS` topics, in Mosquitto\'s naming (`$SYS/broker/clients/connected`, `messages/received`, `load/messages/received/1min`, `uptime`, `version`, …; cluster mode: `$SYS/brokers/<nodeId>/…`), published retained; 0 (the default) publishes none. Wildcards at the start of a filter do not match them: subscribe to `$SYS/#`.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
@@ -145,6 +147,7 @@ export const defaultConfig: Config = {
   tlsCertAsUsername: false,
   adminPort: 0,
   adminToken: '',
+  adminAdvertiseUrl: '',
   sysInterval: 0,
   maxConnections: 100_000,
   store: 'lmdb',
