@@ -3,6 +3,7 @@ import { MqttError } from '../protocol/errors';
 import type { Packet, ProtocolVersion, PublishPacket } from '../protocol/packets';
 import { ReasonCode } from '../protocol/reason-codes';
 import type { Broker } from './broker';
+import type { TopicLimits } from './options';
 import { dispatch } from './handlers';
 import { refuse as refuseConnect } from './handlers/connect';
 import type { OutboundEntry } from './outbound-queue';
@@ -69,8 +70,10 @@ export class Channel implements SessionOwner {
   protocolVersion: ProtocolVersion = 4;
   session: Session | null = null;
   clientId = '';
-  /** The user name the client authenticated with (CONNECT), for authorization. */
+  /** The user name the client authenticated with (CONNECT, or what its credentials prove), for authorization. */
   username: string | undefined;
+  /** Topic limits its credentials carry (a JWT's topics claim), on top of the hooks' rules. */
+  topicLimits: TopicLimits | undefined;
   keepAliveMs = 0;
   lastReceivedAt: number;
   readonly connectDeadline: number;
@@ -122,6 +125,15 @@ export class Channel implements SessionOwner {
 
   get options() {
     return this.broker.options;
+  }
+
+  /** The hooks' rules, then the limits of the client's credentials. */
+  mayPublish(topic: string): boolean {
+    return this.broker.hooks.authorizePublish(this.clientId, topic, this.username) && (this.topicLimits?.canPublish(topic) ?? true);
+  }
+
+  maySubscribe(filter: string): boolean {
+    return this.broker.hooks.authorizeSubscribe(this.clientId, filter, this.username) && (this.topicLimits?.canSubscribe(filter) ?? true);
   }
 
   // ---- input --------------------------------------------------------------------------------

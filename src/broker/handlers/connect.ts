@@ -5,6 +5,7 @@ import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
 import type { StoredWill } from '../../store/types';
 import type { Channel } from '../channel';
+import type { AuthGrant } from '../options';
 import { messageProperties } from './publish';
 
 type ConnackProperties = NonNullable<ConnackPacket['properties']>;
@@ -106,9 +107,11 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (ch.state !== 'authenticating') return;
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
-      ch.username = username;
+      const grant: AuthGrant = ok === true ? {} : ok;
+      ch.username = grant.username ?? username;
+      ch.topicLimits = grant.limits;
       // A will is a publish by this client: it may not bypass publish authorization.
-      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
+      if (will && !ch.mayPublish(will.message.topic)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
       }
       return ch.broker.fetchSession(clientId);
