@@ -23,6 +23,12 @@ export interface Transport {
   resume(): void;
 }
 
+/** Why a connection is refused before its CONNECT is read (a limit the listener saw): answered in CONNACK. */
+export interface ConnectRefusal {
+  reasonCode: number;
+  reason: string;
+}
+
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
 /** An acknowledgement waiting for its turn: acks leave in the order their requests came in. */
@@ -115,8 +121,8 @@ export class Channel implements SessionOwner {
     readonly broker: Broker,
     readonly transport: Transport,
     now: number,
-    /** Set when the connection limit is reached: CONNECT is answered with "server busy". */
-    readonly refuse = false,
+    /** Set when a connection limit is reached: CONNECT is answered with this refusal. */
+    readonly refusal?: ConnectRefusal,
   ) {
     this.decoder = new PacketDecoder(broker.options.maxPacketSize);
     this.lastReceivedAt = now;

@@ -147,6 +147,8 @@ export class BrokerStats {
   malformedPackets = 0;
   /** Connections closed for publishing faster than maxPublishRate / maxPublishBytesRate. */
   rateLimited = 0;
+  /** Connections refused for coming from an address past maxConnectionsPerAddressPerSecond. */
+  connectionsRateLimited = 0;
   willsPublished = 0;
   sessionsExpired = 0;
 }

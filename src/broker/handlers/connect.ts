@@ -21,7 +21,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   const options = ch.options;
   ch.broker.stats.connectionsTotal++;
 
-  if (ch.refuse) return refuse(ch, ReasonCode.ServerBusy, 'connection limit reached');
+  if (ch.refusal) return refuse(ch, ch.refusal.reasonCode, ch.refusal.reason);
   if (version === 5 && props.authenticationMethod !== undefined) {
     return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
   }
