@@ -3,6 +3,7 @@ import type http from 'node:http';
 import path from 'node:path';
 import os from 'node:os';
 import { FileAuth } from './auth/file-auth';
+import { jwtConfigured } from './auth/jwt';
 import { Broker } from './broker/broker';
 import type { Clock } from './broker/clock';
 import { ClusterStore } from './cluster/cluster-store';
@@ -27,7 +28,7 @@ export interface RunningBroker {
   tlsPort: number;
   adminPort: number;
   stop(): Promise<void>;
-  /** Re-reads the password and ACL files and the TLS files (SIGHUP); an error leaves the previous ones in place. */
+  /** Re-reads the password, ACL and JWT key files and the TLS files (SIGHUP); an error leaves the previous ones in place. */
   reload(): Error | undefined;
 }
 
@@ -60,7 +61,7 @@ export async function startBroker(
   options: { store?: Store; hooks?: BrokerHooks; clock?: Clock } = {},
 ): Promise<RunningBroker> {
   const store = options.store ?? createStore(config, log);
-  const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.allowAnonymous !== 'auto') ? new FileAuth(config, log) : undefined;
+  const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.allowAnonymous !== 'auto' || jwtConfigured(config)) ? new FileAuth(config, log) : undefined;
   const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log, options.clock);
   await broker.start();
   const listeners = new Listeners(broker, config);

@@ -68,8 +68,7 @@ export class Acl {
 
   /** `$share/{group}/{filter}` is checked as its filter. */
   canSubscribe(who: Identity, filter: string): boolean {
-    const shared = parseSharedFilter(filter);
-    const plain = shared && typeof shared !== 'string' ? shared.filter : filter;
+    const plain = unsharedFilter(filter);
     return this.decide(who, 'read', (rule) => filterCovers(rule, plain));
   }
 
@@ -119,4 +118,10 @@ export function filterCovers(rule: string, sub: string): boolean {
     if (want !== level) return false;
   }
   return s.length === r.length;
+}
+
+/** `$share/{group}/{filter}` → `{filter}`: access to a shared subscription is access to its filter. */
+export function unsharedFilter(filter: string): string {
+  const shared = parseSharedFilter(filter);
+  return shared && typeof shared !== 'string' ? shared.filter : filter;
 }

@@ -3,6 +3,7 @@ import { MqttError } from '../protocol/errors';
 import type { Packet, ProtocolVersion, PublishPacket } from '../protocol/packets';
 import { ReasonCode } from '../protocol/reason-codes';
 import type { Broker } from './broker';
+import type { TopicLimits } from './options';
 import { dispatch } from './handlers';
 import { refuse as refuseConnect } from './handlers/connect';
 import type { OutboundEntry } from './outbound-queue';
@@ -20,6 +21,12 @@ export interface Transport {
   /** Stop reading from the connection (TCP backpressure) until `resume`. */
   pause(): void;
   resume(): void;
+}
+
+/** Why a connection is refused before its CONNECT is read (a limit the listener saw): answered in CONNACK. */
+export interface ConnectRefusal {
+  reasonCode: number;
+  reason: string;
 }
 
 export type ChannelState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
@@ -69,8 +76,10 @@ export class Channel implements SessionOwner {
   protocolVersion: ProtocolVersion = 4;
   session: Session | null = null;
   clientId = '';
-  /** The user name the client authenticated with (CONNECT), for authorization. */
+  /** The user name the client authenticated with (CONNECT, or what its credentials prove), for authorization. */
   username: string | undefined;
+  /** Topic limits its credentials carry (a JWT's topics claim), on top of the hooks' rules. */
+  topicLimits: TopicLimits | undefined;
   keepAliveMs = 0;
   lastReceivedAt: number;
   readonly connectDeadline: number;
@@ -112,8 +121,8 @@ export class Channel implements SessionOwner {
     readonly broker: Broker,
     readonly transport: Transport,
     now: number,
-    /** Set when the connection limit is reached: CONNECT is answered with "server busy". */
-    readonly refuse = false,
+    /** Set when a connection limit is reached: CONNECT is answered with this refusal. */
+    readonly refusal?: ConnectRefusal,
   ) {
     this.decoder = new PacketDecoder(broker.options.maxPacketSize);
     this.lastReceivedAt = now;
@@ -122,6 +131,15 @@ export class Channel implements SessionOwner {
 
   get options() {
     return this.broker.options;
+  }
+
+  /** The hooks' rules, then the limits of the client's credentials. */
+  mayPublish(topic: string): boolean {
+    return this.broker.hooks.authorizePublish(this.clientId, topic, this.username) && (this.topicLimits?.canPublish(topic) ?? true);
+  }
+
+  maySubscribe(filter: string): boolean {
+    return this.broker.hooks.authorizeSubscribe(this.clientId, filter, this.username) && (this.topicLimits?.canSubscribe(filter) ?? true);
   }
 
   // ---- input --------------------------------------------------------------------------------

@@ -90,11 +90,29 @@ export interface AuthRequest {
 }
 
 /**
- * What `authenticate` decides: true lets the client in; false refuses it as a bad user name or
- * password (MQTT 5 0x86, 3.1.1 return code 4); a number refuses it with that MQTT 5 reason code
- * (0x87 Not authorized: 3.1.1 return code 5, for a client that gave no credentials where they are required).
+ * Topic limits carried by a client's credentials (a JWT's topics claim): checked for that
+ * connection on top of `authorizePublish` / `authorizeSubscribe`.
  */
-export type AuthDecision = boolean | number;
+export interface TopicLimits {
+  canPublish(topic: string): boolean;
+  /** The filter as subscribed, `$share/{group}/` prefix included. */
+  canSubscribe(filter: string): boolean;
+}
+
+/** A client let in by credentials that say more than yes: who it is, and what it may use. */
+export interface AuthGrant {
+  /** The user name the credentials prove (a JWT's user claim), used for authorization in place of CONNECT's. */
+  username?: string;
+  limits?: TopicLimits;
+}
+
+/**
+ * What `authenticate` decides: true (or a grant) lets the client in; false refuses it as a bad
+ * user name or password (MQTT 5 0x86, 3.1.1 return code 4); a number refuses it with that MQTT 5
+ * reason code (0x87 Not authorized: 3.1.1 return code 5, for a client that gave no credentials
+ * where they are required).
+ */
+export type AuthDecision = boolean | number | AuthGrant;
 
 /** Extension points; every default allows. `username` is the one the client authenticated with, if any. */
 export interface BrokerHooks {
@@ -129,6 +147,8 @@ export class BrokerStats {
   malformedPackets = 0;
   /** Connections closed for publishing faster than maxPublishRate / maxPublishBytesRate. */
   rateLimited = 0;
+  /** Connections refused for coming from an address past maxConnectionsPerAddressPerSecond. */
+  connectionsRateLimited = 0;
   willsPublished = 0;
   sessionsExpired = 0;
 }

@@ -20,6 +20,7 @@ export function createMetrics(broker: Broker): Registry {
   counter('iotbridge_messages_sent_total', 'PUBLISHes delivered to clients', () => s.messagesSent);
   counter('iotbridge_malformed_packets_total', 'Connections closed for malformed or oversize packets', () => s.malformedPackets);
   counter('iotbridge_rate_limited_total', 'Connections closed for publishing faster than maxPublishRate / maxPublishBytesRate', () => s.rateLimited);
+  counter('iotbridge_connections_rate_limited_total', 'Connections refused for coming from an address past maxConnectionsPerAddressPerSecond', () => s.connectionsRateLimited);
   counter('iotbridge_wills_published_total', 'Wills published', () => s.willsPublished);
   counter('iotbridge_sessions_expired_total', 'Sessions removed by expiry', () => s.sessionsExpired);
   counter('iotbridge_store_retries_total', 'Store commits retried', () => s.storeRetries);

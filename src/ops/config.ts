@@ -38,6 +38,17 @@ export interface Config extends BrokerOptions, ListenerOptions {
   /** ACL file in Mosquitto's format; '' for none. */
   aclFile: string;
   allowAnonymous: 'auto' | 'true' | 'false';
+  /** JWT as the MQTT password (docs/security.md): one key source among the next four, '' for none. */
+  jwtSecret: string;
+  jwtSecretFile: string;
+  jwtPublicKeyFile: string;
+  jwtJwksFile: string;
+  jwtUsernameClaim: string;
+  jwtAclClaim: string;
+  /** '' : not checked. */
+  jwtIssuer: string;
+  jwtAudience: string;
+  jwtClockToleranceSeconds: number;
 }
 
 /** Cluster mode: MQTT messages whose topic `filter` matches go to RocketMQ `topic` with `tag` (docs/bridge.md). */
@@ -94,6 +105,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, retained messages, publish; docs/admin-api.md); empty turns the API off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
   { key: 'sysInterval', kind: 'int', min: 0, max: 86_400, doc: 'Seconds between updates of the `$SYS` topics, in Mosquitto\'s naming (`$SYS/broker/clients/connected`, `messages/received`, `load/messages/received/1min`, `uptime`, `version`, …; cluster mode: `$SYS/brokers/<nodeId>/…`), published retained; 0 (the default) publishes none. Wildcards at the start of a filter do not match them: subscribe to `$SYS/#`.' },
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
+  { key: 'maxConnectionsPerAddressPerSecond', kind: 'int', min: 0, max: 1_000_000, doc: 'New connections one remote address (IP, any port, every listener) may open per second, with a burst of one second\'s worth; past it the CONNECT of each further one gets CONNACK 0x9F Connection rate exceeded (3.1.1: code 3), logged at most every 10 s and counted in `iotbridge_connections_rate_limited_total`. 0 (the default): no limit, as devices behind one NAT share an address; see docs/security.md.' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
   { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
   { key: 'durability', kind: 'enum', values: ['strict', 'relaxed'], doc: '`strict`: acknowledge after fsync (survives power loss). `relaxed`: acknowledge after the commit reaches the OS (survives kill -9 of the broker, not a power cut).' },
@@ -117,7 +129,16 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'passwordFile', kind: 'optional-string', doc: 'Password file: one `user:hash` per line, written by `iot-bridge passwd FILE USER`; Mosquitto password files (`mosquitto_passwd`, `$6$` and `$7$`) are read as they are. A client with a user name must give its password (else CONNACK 0x86 / 3.1.1 code 4). Re-read on SIGHUP. See docs/security.md.' },
   { key: 'authFailuresPerMinute', kind: 'int', min: 0, max: 1_000_000, doc: 'Failed password checks one remote address may have per minute; past it, its CONNECTs are refused without a check (CONNACK 0x9F Connection rate exceeded, 3.1.1 code 3) for the rest of that minute, logged once. 0: no limit. Many devices behind one NAT share an address: raise it for them.' },
   { key: 'aclFile', kind: 'optional-string', doc: 'ACL file in Mosquitto\'s format (`user`, `topic [read|write|readwrite|deny] FILTER`, `pattern` with `%c` and `%u`): with one, nothing is allowed unless a rule grants it. PUBLISH refused: MQTT 5 PUBACK 0x87, 3.1.1 acknowledged and dropped; SUBSCRIBE refused: 0x87 / 0x80 per filter; a will on a refused topic: CONNACK 0x87. Re-read on SIGHUP.' },
-  { key: 'allowAnonymous', kind: 'enum', values: ['auto', 'true', 'false'], doc: 'Clients without a user name: `auto` allows them unless `passwordFile` is set; refused ones get CONNACK 0x87 (3.1.1: code 5).' },
+  { key: 'allowAnonymous', kind: 'enum', values: ['auto', 'true', 'false'], doc: 'Clients without a user name (nor, with JWT, a token): `auto` allows them unless `passwordFile` or a JWT key is set; refused ones get CONNACK 0x87 (3.1.1: code 5).' },
+  { key: 'jwtSecret', kind: 'optional-string', doc: 'JWT as the MQTT password, signed HS256 with this shared secret (at least 32 bytes). Give it through `IOT_BRIDGE_JWT_SECRET` or the config file rather than a flag, which other users can see in the process list; or use `jwtSecretFile`. One key source at most among `jwtSecret`, `jwtSecretFile`, `jwtPublicKeyFile`, `jwtJwksFile`. See docs/security.md.' },
+  { key: 'jwtSecretFile', kind: 'optional-string', doc: 'File holding the HS256 secret of `jwtSecret` (its bytes, without a final line break). Re-read on SIGHUP.' },
+  { key: 'jwtPublicKeyFile', kind: 'optional-string', doc: 'PEM public key (or certificate) that verifies JWT passwords: an RSA key for RS256, a P-256 key for ES256. Re-read on SIGHUP.' },
+  { key: 'jwtJwksFile', kind: 'optional-string', doc: 'JSON Web Key Set file (`{"keys": [...]}`, RSA and P-256 public keys) that verifies JWT passwords, RS256 or ES256; the token\'s `kid` picks the key. Re-read on SIGHUP (add the new key before issuing tokens with it).' },
+  { key: 'jwtUsernameClaim', kind: 'string', doc: 'Claim naming the user of a JWT; the client\'s user name for the ACL. A CONNECT that also carries a user name must carry the same (else CONNACK 0x86 / 3.1.1 code 4).' },
+  { key: 'jwtAclClaim', kind: 'string', doc: 'Claim with the topics a JWT may use, `{"pub": [filters], "sub": [filters]}`: when a token has it, its client may publish only to topics the `pub` filters match and subscribe only to filters the `sub` filters cover (a missing list allows nothing), on top of `aclFile`. Refused: PUBACK/SUBACK 0x87 (3.1.1: dropped / 0x80).' },
+  { key: 'jwtIssuer', kind: 'optional-string', doc: 'With JWT: the `iss` a token must carry; empty: not checked.' },
+  { key: 'jwtAudience', kind: 'optional-string', doc: 'With JWT: the `aud` a token must carry (or list); empty: not checked.' },
+  { key: 'jwtClockToleranceSeconds', kind: 'int', min: 0, max: 600, doc: 'With JWT: seconds of clock skew allowed when checking `exp` and `nbf`. A token without `exp` is refused.' },
   { key: 'denySubscribe', kind: 'filters', doc: 'Topic filters no client may subscribe to: a SUBSCRIBE for a filter one of them matches (`a/#` matches `a/b`, `a/+` and `a/#`; a `$share/{group}/` prefix is ignored) gets SUBACK 0x80 (MQTT 5 "Unspecified error", 3.1.1 "Failure"). Wider filters such as `#` are still granted. Empty by default.' },
   { key: 'connectTimeoutMs', kind: 'int', min: 100, max: 600_000, doc: 'A connection without CONNECT after this many ms is closed.' },
   { key: 'maxSessionExpiryInterval', kind: 'int', min: 0, max: U32, doc: 'Cap on the session expiry interval of MQTT 5 clients, seconds.' },
@@ -150,6 +171,7 @@ export const defaultConfig: Config = {
   adminAdvertiseUrl: '',
   sysInterval: 0,
   maxConnections: 100_000,
+  maxConnectionsPerAddressPerSecond: 0,
   store: 'lmdb',
   dataDir: './data',
   durability: 'strict',
@@ -158,6 +180,15 @@ export const defaultConfig: Config = {
   authFailuresPerMinute: 60,
   aclFile: '',
   allowAnonymous: 'auto',
+  jwtSecret: '',
+  jwtSecretFile: '',
+  jwtPublicKeyFile: '',
+  jwtJwksFile: '',
+  jwtUsernameClaim: 'sub',
+  jwtAclClaim: 'acl',
+  jwtIssuer: '',
+  jwtAudience: '',
+  jwtClockToleranceSeconds: 30,
   logLevel: 'info',
   cluster: false,
   namesrv: '',
@@ -293,6 +324,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (config.tlsCaFile && config.tlsPort === 0) throw new ConfigError('tlsCaFile (client certificates) needs tlsPort');
   if (config.tlsCertAsUsername && !config.tlsCaFile) throw new ConfigError('tlsCertAsUsername needs tlsCaFile: only a certificate verified against it can name the user');
+  const jwtKeySources = (['jwtSecret', 'jwtSecretFile', 'jwtPublicKeyFile', 'jwtJwksFile'] as const).filter((k) => config[k] !== '');
+  if (jwtKeySources.length > 1) throw new ConfigError(`one JWT key source at most, got ${jwtKeySources.join(' and ')}`);
+  if (jwtKeySources.length === 0 && (config.jwtIssuer || config.jwtAudience)) {
+    throw new ConfigError('jwtIssuer and jwtAudience need a JWT key: jwtSecret, jwtSecretFile, jwtPublicKeyFile or jwtJwksFile');
+  }
   if (config.cluster && config.namesrv === '') {
     throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
   }

@@ -4,10 +4,17 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Broker } from '../broker/broker';
-import { Channel, type Transport } from '../broker/channel';
+import { Channel, type ConnectRefusal, type Transport } from '../broker/channel';
+import { ReasonCode } from '../protocol/reason-codes';
+import { ConnectionRateLimiter, addressKey } from './connection-rate';
 
 /** How long a closing socket may take to flush before it is destroyed. */
 const CLOSE_FLUSH_MS = 2000;
+/** At most one log line per this interval about connections refused by the per-address rate. */
+const RATE_LOG_INTERVAL_MS = 10_000;
+
+const SERVER_BUSY: ConnectRefusal = { reasonCode: ReasonCode.ServerBusy, reason: 'connection limit reached' };
+const RATE_EXCEEDED: ConnectRefusal = { reasonCode: ReasonCode.ConnectionRateExceeded, reason: 'too many new connections from this address' };
 
 export interface ListenerOptions {
   host: string;
@@ -24,6 +31,8 @@ export interface ListenerOptions {
   tlsCertAsUsername: boolean;
   /** Connections accepted at once; further CONNECTs get CONNACK "server busy". */
   maxConnections: number;
+  /** New connections one remote address (IP) may open per second; past it their CONNECTs get CONNACK 0x9F. 0: no limit. */
+  maxConnectionsPerAddressPerSecond: number;
 }
 
 /**
@@ -38,11 +47,18 @@ export class Listeners {
   private ws: WebSocketServer | undefined;
   private wsHttp: http.Server | undefined;
   private ticker: NodeJS.Timeout | undefined;
+  private readonly connectionRate: ConnectionRateLimiter | undefined;
+  /** Rate refusals not logged yet, and when the last line about them was written. */
+  private rateRefusalsUnlogged = 0;
+  private rateLoggedAt = -Infinity;
 
   constructor(
     private readonly broker: Broker,
     private readonly options: ListenerOptions,
-  ) {}
+  ) {
+    const perSecond = options.maxConnectionsPerAddressPerSecond;
+    this.connectionRate = perSecond > 0 ? new ConnectionRateLimiter(perSecond) : undefined;
+  }
 
   get connectionCount(): number {
     return this.channels.size;
@@ -74,6 +90,7 @@ export class Listeners {
     this.ticker = setInterval(() => {
       const now = this.broker.clock.now();
       for (const channel of this.channels) channel.tick(now);
+      this.connectionRate?.sweep(now);
     }, 1000);
     this.ticker.unref();
     return { port, wsPort, tlsPort };
@@ -123,10 +140,34 @@ export class Listeners {
     this.broker.stats.connections = this.channels.size;
   }
 
+  /**
+   * Whether a new connection is over a limit, decided when it is accepted and answered in CONNACK
+   * once its CONNECT is read (the client then learns why, and 3.1.1 clients get code 3).
+   */
+  private admission(remoteIp: string | undefined, now: number): ConnectRefusal | undefined {
+    if (this.channels.size >= this.options.maxConnections) return SERVER_BUSY;
+    if (!this.connectionRate || remoteIp === undefined) return undefined;
+    const address = addressKey(remoteIp);
+    if (this.connectionRate.admit(address, now)) return undefined;
+    this.broker.stats.connectionsRateLimited++;
+    this.rateRefusalsUnlogged++;
+    // A flood must not flood the log: one line per interval, with the count since the last one.
+    if (now - this.rateLoggedAt >= RATE_LOG_INTERVAL_MS) {
+      this.broker.log.warn(
+        { remoteAddress: address, refused: this.rateRefusalsUnlogged, limitPerSecond: this.options.maxConnectionsPerAddressPerSecond },
+        'connections refused: too many new connections from one address (maxConnectionsPerAddressPerSecond)',
+      );
+      this.rateLoggedAt = now;
+      this.rateRefusalsUnlogged = 0;
+    }
+    return RATE_EXCEEDED;
+  }
+
   /** A TCP or TLS socket. */
   private acceptSocket(socket: net.Socket, certificateName?: string): void {
     const transport = new SocketTransport(socket, certificateName);
-    const channel = new Channel(this.broker, transport, this.broker.clock.now(), this.channels.size >= this.options.maxConnections);
+    const now = this.broker.clock.now();
+    const channel = new Channel(this.broker, transport, now, this.admission(socket.remoteAddress, now));
     this.register(channel);
     SOCKET_OWNER.set(socket, { channel, listeners: this });
     socket.on('data', onSocketData);
@@ -155,7 +196,8 @@ export class Listeners {
       pause: () => socket.pause(),
       resume: () => socket.resume(),
     };
-    const channel = new Channel(this.broker, transport, this.broker.clock.now(), this.channels.size >= this.options.maxConnections);
+    const now = this.broker.clock.now();
+    const channel = new Channel(this.broker, transport, now, this.admission(remoteAddress || undefined, now));
     this.register(channel);
     socket.on('message', (data: Buffer) => channel.receive(data));
     socket.on('error', () => undefined);

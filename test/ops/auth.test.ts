@@ -8,12 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Logger } from '../../src/broker/options';
 import { PasswordFile } from '../../src/auth/password-file';
-import { startBroker } from '../../src/index';
-import { defaultConfig, type Config } from '../../src/ops/config';
 import { RawClient } from '../guarantees/raw-client';
 import { runClient, skipWithout, tempDir } from '../helpers';
+import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
 const skipMosquitto = skipWithout(['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub']);
@@ -21,32 +19,6 @@ const skipMosquitto = skipWithout(['mosquitto_passwd', 'mosquitto_pub', 'mosquit
 function passwd(file: string, user: string, ...args: string[]): void {
   const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-}
-
-/** A logger that keeps every line, to check that no secret is ever written. */
-function recordingLogger(lines: string[]): Logger {
-  const rec = (o: object, m?: string): void => void lines.push(JSON.stringify({ ...o, m }));
-  return { debug: rec, info: rec, warn: rec, error: rec };
-}
-
-async function withAuthBroker(overrides: Partial<Config>, fn: (port: number, running: Awaited<ReturnType<typeof startBroker>>) => Promise<void>, log?: Logger): Promise<void> {
-  const config: Config = { ...defaultConfig, host: '127.0.0.1', port: 0, dataDir: tempDir(), durability: 'relaxed', logLevel: 'silent', ...overrides };
-  const running = await startBroker(config, log ?? recordingLogger([]));
-  try {
-    await fn(running.port, running);
-  } finally {
-    await running.stop();
-  }
-}
-
-async function connackOf(port: number, version: 4 | 5, connect: { clientId: string; username?: string; password?: Buffer; will?: { topic: string; payload: Buffer; qos: 0; retain: false } }): Promise<number> {
-  const client = await RawClient.open(port, version);
-  try {
-    const connack = await client.sendConnect(connect);
-    return version === 5 ? (connack.reasonCode ?? 0) : (connack.returnCode ?? 0);
-  } finally {
-    await client.destroy();
-  }
 }
 
 test('password file from `iot-bridge passwd`: right password in, wrong one 0x86 / 4, anonymous 0x87 / 5, nothing secret logged', async () => {

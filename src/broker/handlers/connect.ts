@@ -5,6 +5,7 @@ import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
 import type { StoredWill } from '../../store/types';
 import type { Channel } from '../channel';
+import type { AuthGrant } from '../options';
 import { messageProperties } from './publish';
 
 type ConnackProperties = NonNullable<ConnackPacket['properties']>;
@@ -20,7 +21,7 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   const options = ch.options;
   ch.broker.stats.connectionsTotal++;
 
-  if (ch.refuse) return refuse(ch, ReasonCode.ServerBusy, 'connection limit reached');
+  if (ch.refusal) return refuse(ch, ch.refusal.reasonCode, ch.refusal.reason);
   if (version === 5 && props.authenticationMethod !== undefined) {
     return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
   }
@@ -106,9 +107,11 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (ch.state !== 'authenticating') return;
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
-      ch.username = username;
+      const grant: AuthGrant = ok === true ? {} : ok;
+      ch.username = grant.username ?? username;
+      ch.topicLimits = grant.limits;
       // A will is a publish by this client: it may not bypass publish authorization.
-      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
+      if (will && !ch.mayPublish(will.message.topic)) {
         return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
       }
       return ch.broker.fetchSession(clientId);

@@ -97,7 +97,7 @@ export function handlePublish(ch: Channel, packet: PublishPacket): void {
 
   let refusal: number | undefined;
   if (v5 && props?.payloadFormatIndicator && !isUtf8(payload)) refusal = ReasonCode.PayloadFormatInvalid;
-  else if (!ch.broker.hooks.authorizePublish(ch.clientId, topic, ch.username)) refusal = ReasonCode.NotAuthorized;
+  else if (!ch.mayPublish(topic)) refusal = ReasonCode.NotAuthorized;
   if (refusal !== undefined) {
     // MQTT 3.1.1 has no way to say no: acknowledge and drop, as §3.3.5 allows.
     if (qos === 1) ch.fill(ch.reserveReply(), { cmd: 'puback', messageId: packetId, reasonCode: v5 ? refusal : undefined });

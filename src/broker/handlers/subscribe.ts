@@ -28,7 +28,7 @@ export function handleSubscribe(ch: Channel, packet: SubscribePacket): void {
       granted.push(ReasonCode.UnspecifiedError); // 0x80: MQTT 5 "Unspecified error", 3.1.1 "Failure"
       continue;
     }
-    if (!ch.broker.hooks.authorizeSubscribe(ch.clientId, request.topic, ch.username)) {
+    if (!ch.maySubscribe(request.topic)) {
       granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
       continue;
     }
