@@ -66,6 +66,11 @@ export class Acl {
     return this.decide(who, 'write', (filter) => topicMatches(filter, topic));
   }
 
+  /** Whether a message on `topic` may be sent to the client: a read rule matches it and no deny rule does. */
+  canRead(who: Identity, topic: string): boolean {
+    return this.decide(who, 'read', (filter) => topicMatches(filter, topic));
+  }
+
   /** `$share/{group}/{filter}` is checked as its filter. */
   canSubscribe(who: Identity, filter: string): boolean {
     const plain = unsharedFilter(filter);

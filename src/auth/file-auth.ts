@@ -136,6 +136,11 @@ export class FileAuth implements BrokerHooks {
   authorizeSubscribe(clientId: string, filter: string, username?: string): boolean {
     return this.acl ? this.acl.canSubscribe({ clientId, username }, filter) : true;
   }
+
+  /** Each message sent: a deny rule inside a granted filter, or rules reloaded since the SUBSCRIBE, apply to it. */
+  authorizeRead(clientId: string, topic: string, username?: string): boolean {
+    return this.acl ? this.acl.canRead({ clientId, username }, topic) : true;
+  }
 }
 
 /** `1.2.3.4:5678` → `1.2.3.4`; `[::1]:5678` or `::1:5678` → the part before the last colon. */

@@ -352,12 +352,18 @@ export class Channel implements SessionOwner {
     // First the PUBLISHes in flight before this connection, within the client's Receive Maximum.
     if (this.resend.length > 0 && !this.pumpResends(session, window)) return;
     const now = this.broker.clock.now();
+    const hooks = this.broker.hooks;
     while (this.transport.bufferedBytes < this.options.maxWriteBuffer) {
       const entry = queue.peekUnsent();
       if (!entry) return;
       if (entry.qos > 0 && queue.inflightCount >= window) return;
       if (entry.message.expiresAt !== undefined && entry.message.expiresAt <= now) {
         this.broker.stats.messagesDroppedExpired++;
+        this.broker.finishDelivery(session, entry);
+        continue;
+      }
+      if (hooks.authorizeRead && !hooks.authorizeRead(this.clientId, entry.message.topic, this.username)) {
+        this.broker.stats.messagesDroppedNotAuthorized++;
         this.broker.finishDelivery(session, entry);
         continue;
       }

@@ -119,6 +119,12 @@ export interface BrokerHooks {
   authenticate(req: AuthRequest): AuthDecision | Promise<AuthDecision>;
   authorizePublish(clientId: string, topic: string, username?: string): boolean;
   authorizeSubscribe(clientId: string, filter: string, username?: string): boolean;
+  /**
+   * When set, checked for each message before it is sent to a client: a subscription granted for
+   * a filter may still cover topics the client may not read (a deny rule inside it, rules
+   * reloaded since the SUBSCRIBE). A message it refuses is dropped for that client.
+   */
+  authorizeRead?(clientId: string, topic: string, username?: string): boolean;
 }
 
 export const allowAll: BrokerHooks = {
@@ -139,6 +145,8 @@ export class BrokerStats {
   messagesDroppedTooLarge = 0;
   messagesDroppedOfflineQos0 = 0;
   messagesDroppedUnreadable = 0;
+  /** Deliveries dropped because `authorizeRead` refused the topic to the client. */
+  messagesDroppedNotAuthorized = 0;
   /** Cluster mode: messages from RocketMQ applications published to MQTT (the bridge's downlink). */
   downlinkPublished = 0;
   downlinkRejected = 0;

@@ -39,6 +39,7 @@ export function createMetrics(broker: Broker): Registry {
       this.inc({ reason: 'too_large' }, s.messagesDroppedTooLarge);
       this.inc({ reason: 'offline_qos0' }, s.messagesDroppedOfflineQos0);
       this.inc({ reason: 'unreadable' }, s.messagesDroppedUnreadable);
+      this.inc({ reason: 'not_authorized' }, s.messagesDroppedNotAuthorized);
     },
   });
   void dropped;

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PasswordFile } from '../../src/auth/password-file';
 import { RawClient } from '../guarantees/raw-client';
-import { runClient, skipWithout, tempDir } from '../helpers';
+import { collect, connect, runClient, skipWithout, tempDir } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
@@ -117,6 +117,34 @@ test('ACL file: PUBLISH 0x87 (3.1.1: acknowledged, not delivered), SUBSCRIBE 0x8
 
     assert.equal(await connackOf(port, 5, { clientId: 'willer', will: { topic: 'in/x', payload: Buffer.from('w'), qos: 0, retain: false } }), 0x87);
     for (const c of [watcher, pub5, pub4]) await c.destroy();
+  });
+});
+
+test('ACL read rules apply to every message sent: a deny inside a granted filter, retained messages, and rules reloaded after the SUBSCRIBE', async () => {
+  const acl = path.join(tempDir(), 'acl');
+  fs.writeFileSync(acl, 'user reader\ntopic read rd/#\ntopic deny rd/secret\nuser writer\ntopic write rd/#\n');
+  await withAuthBroker({ aclFile: acl }, async (port, running) => {
+    const writer = await connect(port, { protocolVersion: 5, clientId: 'acl-writer', username: 'writer' });
+    await writer.publishAsync('rd/secret', 'retained secret', { qos: 1, retain: true });
+    await writer.publishAsync('rd/open', 'retained open', { qos: 1, retain: true });
+    const reader = await connect(port, { protocolVersion: 5, clientId: 'acl-reader', username: 'reader' });
+    const got = collect(reader);
+    const [granted] = await reader.subscribeAsync('rd/#', { qos: 1 });
+    assert.equal(granted?.qos, 1, 'rd/# is covered by the read rule');
+    for (const topic of ['rd/secret', 'rd/a', 'rd/secret', 'rd/b']) await writer.publishAsync(topic, `live ${topic}`, { qos: 1 });
+    await got.waitFor(3);
+    // rd/b was published last: anything refused before it would have come first.
+    assert.deepEqual(got.messages.map((m) => m.payload.toString()), ['retained open', 'live rd/a', 'live rd/b']);
+    assert.equal(running.broker.stats.messagesDroppedNotAuthorized, 3, 'the retained and the two live rd/secret');
+
+    fs.writeFileSync(acl, 'user reader\ntopic read rd/#\ntopic deny rd/a\nuser writer\ntopic write rd/#\n');
+    running.reload();
+    await writer.publishAsync('rd/a', 'after reload', { qos: 1 });
+    await writer.publishAsync('rd/secret', 'readable now', { qos: 1 });
+    await got.waitFor(4);
+    assert.deepEqual(got.messages.slice(3).map((m) => m.payload.toString()), ['readable now'], 'the reloaded rules apply to the existing subscription');
+    writer.end(true);
+    reader.end(true);
   });
 });
 
