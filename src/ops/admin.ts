@@ -23,6 +23,8 @@ export function createMetrics(broker: Broker): Registry {
   counter('iotbridge_wills_published_total', 'Wills published', () => s.willsPublished);
   counter('iotbridge_sessions_expired_total', 'Sessions removed by expiry', () => s.sessionsExpired);
   counter('iotbridge_store_retries_total', 'Store commits retried', () => s.storeRetries);
+  counter('iotbridge_store_commits_total', 'Store batches committed (deliveries and background writes)', () => s.storeCommits);
+  counter('iotbridge_store_commit_seconds_total', 'Time those batches took, from the first write joining one to the store\'s answer', () => s.storeCommitMs / 1000);
   counter('iotbridge_bridge_downlink_total', 'Cluster mode: messages from RocketMQ applications published to MQTT subscribers', () => s.downlinkPublished);
   counter('iotbridge_bridge_downlink_rejected_total', 'Cluster mode: messages from RocketMQ applications refused (no or invalid MQTT topic, bad properties, too large)', () => s.downlinkRejected);
   counter('iotbridge_publish_store_failures_total', 'Publishes refused after the store retries were spent', () => s.publishStoreFailures);
