@@ -64,6 +64,8 @@ async function route(broker: Broker, options: AdminApiOptions, req: http.Incomin
   const [resource, id] = [parts[2], parts.slice(3).join('/')];
   const method = req.method ?? 'GET';
   if (resource === 'info' && method === 'GET' && !id) return [200, info(broker, options)];
+  if (resource === 'stats' && method === 'GET' && !id) return [200, stats(broker)];
+  if (resource === 'subscriptions' && method === 'GET' && !id) return [200, listSubscriptions(broker, url.searchParams)];
   if (resource === 'clients' && method === 'GET' && !id) return [200, listClients(broker, url.searchParams)];
   if (resource === 'clients' && method === 'GET' && id) return [200, sessionView(found(broker.sessions.get(id), `no session ${id}`))];
   if (resource === 'clients' && method === 'DELETE' && id) {
@@ -102,6 +104,58 @@ function info(broker: Broker, options: AdminApiOptions): unknown {
     messagesReceived: s.messagesReceived,
     messagesSent: s.messagesSent,
   };
+}
+
+/**
+ * The broker's counters, cumulative since it started, and the time they were read: a client
+ * sampling twice gets rates from the differences (the dashboard does, every 2 s).
+ */
+function stats(broker: Broker): unknown {
+  const s = broker.stats;
+  return {
+    sampledAt: Date.now(),
+    connections: s.connections,
+    connectionsTotal: s.connectionsTotal,
+    connectionsRefused: s.connectionsRefused,
+    sessions: broker.sessions.size,
+    subscriptions: broker.router.size,
+    retained: broker.retained.size,
+    messagesReceived: s.messagesReceived,
+    messagesSent: s.messagesSent,
+    dropped: {
+      queueFull: s.messagesDroppedQueueFull,
+      expired: s.messagesDroppedExpired,
+      tooLarge: s.messagesDroppedTooLarge,
+      offlineQos0: s.messagesDroppedOfflineQos0,
+      unreadable: s.messagesDroppedUnreadable,
+    },
+    store: { kind: broker.store.kind, commits: s.storeCommits, commitMs: s.storeCommitMs, retries: s.storeRetries, publishFailures: s.publishStoreFailures },
+    malformedPackets: s.malformedPackets,
+    rateLimited: s.rateLimited,
+    willsPublished: s.willsPublished,
+    sessionsExpired: s.sessionsExpired,
+  };
+}
+
+/** Client ids listed with each filter; `subscribers` counts them all. */
+const CLIENTS_PER_FILTER = 10;
+
+/** Subscribed filters (of online and offline sessions) in filter order, paged like clients. */
+function listSubscriptions(broker: Broker, q: URLSearchParams): unknown {
+  const clientsByFilter = new Map<string, string[]>();
+  for (const session of broker.sessions.values()) {
+    for (const filter of session.subscriptionFilters) {
+      const ids = clientsByFilter.get(filter);
+      if (ids) ids.push(session.clientId);
+      else clientsByFilter.set(filter, [session.clientId]);
+    }
+  }
+  const { items, next } = page([...clientsByFilter.keys()], q);
+  const subscriptions = items.map((filter) => {
+    const ids = clientsByFilter.get(filter)!.sort();
+    return { filter, subscribers: ids.length, clients: ids.slice(0, CLIENTS_PER_FILTER) };
+  });
+  return { subscriptions, next };
 }
 
 /** Connected clients in client-id order, a page at a time. */
