@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { Registry, Gauge, Counter } from 'prom-client';
 import type { Broker } from '../broker/broker';
 import { type AdminApiOptions, handleAdminApi } from './admin-api';
+import { dashboardHandler } from './dashboard-files';
 
 /** Prometheus metrics read from the broker's counters at scrape time. */
 export function createMetrics(broker: Broker): Registry {
@@ -49,8 +50,10 @@ export function createMetrics(broker: Broker): Registry {
 /** `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ reachable, lease valid). */
 export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions): Promise<http.Server> {
   const registry = createMetrics(broker);
+  const dashboard = dashboardHandler(Boolean(api?.token));
   const server = http.createServer((req, res) => {
     if (api && handleAdminApi(broker, api, req, res)) return;
+    if (dashboard(req, res)) return;
     if (req.url === '/metrics') {
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
@@ -62,7 +65,7 @@ export async function startAdminServer(broker: Broker, host: string, port: numbe
       const ok = ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, store: broker.store.kind }));
     } else {
-      res.writeHead(404).end('try /metrics, /healthz, /readyz or /api/v1 (docs/admin-api.md)\n');
+      res.writeHead(404).end('try /metrics, /healthz, /readyz, /api/v1 or /dashboard/ (docs/admin-api.md)\n');
     }
   });
   await new Promise<void>((resolve, reject) => {
