@@ -17,6 +17,8 @@ import { withTimeout } from '../mqtt-helpers';
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dashboard-test-token-0123456789';
 const DEVICE = 'dash-device-7f3a9c';
+/** A client id that would be markup if the page ever parsed broker data as HTML. */
+const MARKUP_ID = 'other-<img src=x onerror=alert(1)>';
 /** Tests run from dist/test/ops: the repository root is three levels up. */
 const SCREENSHOT = path.join(__dirname, '..', '..', '..', 'test-output', 'dashboard.png');
 /** Every wait in the browser is bounded by this. */
@@ -81,7 +83,7 @@ async function waitForFirstColumn(page: Page, tbodyId: string, expected: string[
 test('dashboard in Chromium: wrong token told; overview, client search, Kick (0x98), retained view', { skip: skipChromium }, async () => {
   const b = await startTestBroker({ adminPort: await freePort(), adminToken: TOKEN });
   const device = await connect(b.port, { clientId: DEVICE, protocolVersion: 5 });
-  const other = await connect(b.port, { clientId: 'other-client', protocolVersion: 4 });
+  const other = await connect(b.port, { clientId: MARKUP_ID, protocolVersion: 4 });
   const disconnect = new Promise<IDisconnectPacket>((resolve) => device.once('disconnect', resolve));
   const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
   const chromium = await launchChromium();
@@ -118,7 +120,8 @@ test('dashboard in Chromium: wrong token told; overview, client search, Kick (0x
     await page.waitForFunction(() => document.querySelector('#stat-in-rate')?.textContent !== '–');
 
     await page.click('nav button[data-section="clients"]');
-    await waitForFirstColumn(page, 'client-rows', ['dash-device-7f3a9c', 'other-client']);
+    await waitForFirstColumn(page, 'client-rows', [DEVICE, MARKUP_ID]);
+    assert.equal(await page.$$eval('#client-rows img', (imgs) => imgs.length), 0, 'the client id is shown as text');
     await page.type('#client-prefix', 'dash-dev');
     await page.click('#client-search button[type="submit"]');
     await waitForFirstColumn(page, 'client-rows', [DEVICE]);

@@ -260,12 +260,13 @@ const actions = {
       ['Published', new Date(m.publishedAt).toLocaleString()],
       ['Payload', m.encoding === 'utf8' ? 'UTF-8 text' : 'binary, shown as base64'],
     ], payload);
+    $('retained-detail').dataset.topic = m.topic;
   },
   async 'retained-delete'(topic) {
     if (!window.confirm(`Delete the retained message on ${topic}? Nothing is published to subscribers.`)) return;
     await api.deleteRetained(topic);
     status(`Deleted the retained message on ${topic}.`);
-    $('retained-detail').hidden = true;
+    if ($('retained-detail').dataset.topic === topic) $('retained-detail').hidden = true;
     await tables.retained.reload();
   },
 };
