@@ -159,13 +159,14 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * Whether the given programs (Mosquitto's clients) are installed: false when they are, else the
- * reason to skip. Under CI, which installs them, a missing one fails the file instead.
+ * Whether the given programs (Mosquitto's clients, Chromium) are installed: false when they are,
+ * else the reason to skip, naming the Debian `packages` that bring them. Under CI, which installs
+ * them (.ci/run), a missing one fails the file instead.
  */
-export function skipWithout(bins: string[]): false | string {
+export function skipWithout(bins: string[], packages = ['mosquitto', 'mosquitto-clients']): false | string {
   const missing = bins.filter((bin) => spawnSync(bin, ['--help']).error);
   if (missing.length === 0) return false;
-  const why = `${missing.join(', ')} not found: apt-get install mosquitto mosquitto-clients`;
+  const why = `${missing.join(', ')} not found: apt-get install ${packages.join(' ')}`;
   if (process.env.CI) throw new Error(why);
   return why;
 }

@@ -152,6 +152,13 @@ export class BrokerStats {
   downlinkRejected = 0;
   publishStoreFailures = 0;
   storeRetries = 0;
+  /**
+   * Store batches that carried deliveries or background writes and were answered, and the time
+   * they took in total (ms, from the first write joining the batch to the store's answer; a
+   * batch's retries not included). The mean over an interval is the change of one over the other.
+   */
+  storeCommits = 0;
+  storeCommitMs = 0;
   malformedPackets = 0;
   /** Connections closed for publishing faster than maxPublishRate / maxPublishBytesRate. */
   rateLimited = 0;

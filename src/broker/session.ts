@@ -30,6 +30,10 @@ export class Session {
   get subscriptions(): Map<string, StoredSubscription> {
     return (this.subscriptionMap ??= new Map());
   }
+  /** The subscriptions without making the table of a session that has none (the admin API lists every session's). */
+  get subscriptionFilters(): Iterable<string> {
+    return this.subscriptionMap?.keys() ?? [];
+  }
   readonly outbound = new OutboundQueue();
   /**
    * QoS 2 packet ids received and not yet released by PUBREL. The promise settles when the

@@ -72,6 +72,8 @@ async function route(broker: Broker, options: AdminApiOptions, req: http.Incomin
   const node = options.cluster?.node;
   const elsewhere = (why: string) => askElsewhere(cluster, options.token, method, url, why);
   if (resource === 'info' && method === 'GET' && !id) return [200, await info(broker, options, cluster)];
+  if (resource === 'stats' && method === 'GET' && !id) return [200, stats(broker)];
+  if (resource === 'subscriptions' && method === 'GET' && !id) return [200, listSubscriptions(broker, url.searchParams)];
   if (resource === 'clients' && method === 'GET' && !id) return [200, await listClients(broker, url, options.token, node, cluster)];
   if (resource === 'clients' && method === 'GET' && id) {
     const session = broker.sessions.get(id);
@@ -128,6 +130,59 @@ function nodeInfo(broker: Broker, options: AdminApiOptions): Record<string, unkn
     messagesReceived: s.messagesReceived,
     messagesSent: s.messagesSent,
   };
+}
+
+/**
+ * The broker's counters, cumulative since it started, and the time they were read: a client
+ * sampling twice gets rates from the differences (the dashboard does, every 2 s).
+ */
+function stats(broker: Broker): unknown {
+  const s = broker.stats;
+  return {
+    sampledAt: Date.now(),
+    connections: s.connections,
+    connectionsTotal: s.connectionsTotal,
+    connectionsRefused: s.connectionsRefused,
+    sessions: broker.sessions.size,
+    subscriptions: broker.router.size,
+    retained: broker.retained.size,
+    messagesReceived: s.messagesReceived,
+    messagesSent: s.messagesSent,
+    dropped: {
+      queueFull: s.messagesDroppedQueueFull,
+      expired: s.messagesDroppedExpired,
+      tooLarge: s.messagesDroppedTooLarge,
+      offlineQos0: s.messagesDroppedOfflineQos0,
+      unreadable: s.messagesDroppedUnreadable,
+      notAuthorized: s.messagesDroppedNotAuthorized,
+    },
+    store: { kind: broker.store.kind, commits: s.storeCommits, commitMs: s.storeCommitMs, retries: s.storeRetries, publishFailures: s.publishStoreFailures },
+    malformedPackets: s.malformedPackets,
+    rateLimited: s.rateLimited,
+    willsPublished: s.willsPublished,
+    sessionsExpired: s.sessionsExpired,
+  };
+}
+
+/** Client ids listed with each filter; `subscribers` counts them all. */
+const CLIENTS_PER_FILTER = 10;
+
+/** Subscribed filters (of online and offline sessions) in filter order, paged like clients. */
+function listSubscriptions(broker: Broker, q: URLSearchParams): unknown {
+  const clientsByFilter = new Map<string, string[]>();
+  for (const session of broker.sessions.values()) {
+    for (const filter of session.subscriptionFilters) {
+      const ids = clientsByFilter.get(filter);
+      if (ids) ids.push(session.clientId);
+      else clientsByFilter.set(filter, [session.clientId]);
+    }
+  }
+  const { items, next } = page([...clientsByFilter.keys()], q);
+  const subscriptions = items.map((filter) => {
+    const ids = clientsByFilter.get(filter)!.sort();
+    return { filter, subscribers: ids.length, clients: ids.slice(0, CLIENTS_PER_FILTER) };
+  });
+  return { subscriptions, next };
 }
 
 /**

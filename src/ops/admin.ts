@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { Registry, Gauge, Counter } from 'prom-client';
 import type { Broker } from '../broker/broker';
 import { type AdminApiOptions, handleAdminApi } from './admin-api';
+import { dashboardHandler } from './dashboard-files';
 
 /** Prometheus metrics read from the broker's counters at scrape time. */
 export function createMetrics(broker: Broker): Registry {
@@ -24,6 +25,8 @@ export function createMetrics(broker: Broker): Registry {
   counter('iotbridge_wills_published_total', 'Wills published', () => s.willsPublished);
   counter('iotbridge_sessions_expired_total', 'Sessions removed by expiry', () => s.sessionsExpired);
   counter('iotbridge_store_retries_total', 'Store commits retried', () => s.storeRetries);
+  counter('iotbridge_store_commits_total', 'Store batches committed (deliveries and background writes)', () => s.storeCommits);
+  counter('iotbridge_store_commit_seconds_total', 'Time those batches took, from the first write joining one to the store\'s answer', () => s.storeCommitMs / 1000);
   counter('iotbridge_bridge_downlink_total', 'Cluster mode: messages from RocketMQ applications published to MQTT subscribers', () => s.downlinkPublished);
   counter('iotbridge_bridge_downlink_rejected_total', 'Cluster mode: messages from RocketMQ applications refused (no or invalid MQTT topic, bad properties, too large)', () => s.downlinkRejected);
   counter('iotbridge_publish_store_failures_total', 'Publishes refused after the store retries were spent', () => s.publishStoreFailures);
@@ -49,8 +52,10 @@ export function createMetrics(broker: Broker): Registry {
 /** `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ reachable, lease valid). */
 export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions): Promise<http.Server> {
   const registry = createMetrics(broker);
+  const dashboard = dashboardHandler(Boolean(api?.token));
   const server = http.createServer((req, res) => {
     if (api && handleAdminApi(broker, api, req, res)) return;
+    if (dashboard(req, res)) return;
     if (req.url === '/metrics') {
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
@@ -62,7 +67,7 @@ export async function startAdminServer(broker: Broker, host: string, port: numbe
       const ok = ready();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: ok, store: broker.store.kind }));
     } else {
-      res.writeHead(404).end('try /metrics, /healthz, /readyz or /api/v1 (docs/admin-api.md)\n');
+      res.writeHead(404).end('try /metrics, /healthz, /readyz, /api/v1 or /dashboard/ (docs/admin-api.md)\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

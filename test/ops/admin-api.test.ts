@@ -130,3 +130,53 @@ test('admin API: retained messages listed, read and deleted without publishing; 
     await b.stop();
   }
 });
+
+test('admin API: stats count messages, drops by reason and store commits; subscriptions listed by filter', async () => {
+  const b = await startTestBroker({ adminPort: await freePort(), adminToken: TOKEN, maxQueuedMessages: 1 });
+  // An offline persistent session: its queue is stored (store commits) and holds one message (queue-full drops).
+  const keep = await connect(b.port, { clientId: 'keep', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+  await keep.subscribeAsync('s/#', { qos: 1 });
+  await endClient(keep);
+  const live = await connect(b.port, { clientId: 'live', protocolVersion: 5 });
+  try {
+    await live.subscribeAsync('s/#', { qos: 1 });
+    await live.subscribeAsync('t/+', { qos: 0 });
+    const seen = collect(live);
+    assert.equal((await api(b.adminPort, 'GET', '/api/v1/stats', undefined, null)).status, 401);
+    const before = (await api(b.adminPort, 'GET', '/api/v1/stats')).json;
+    for (let i = 0; i < 3; i++) await live.publishAsync(`s/${i}`, `m${i}`, { qos: 1 });
+    await seen.waitFor(3);
+    const after = (await api(b.adminPort, 'GET', '/api/v1/stats')).json;
+    const delta = (read: (s: Record<string, unknown>) => unknown): number => Number(read(after)) - Number(read(before));
+    assert.deepEqual([after.connections, after.sessions, after.subscriptions, after.retained], [1, 2, 3, 0]);
+    assert.equal(delta((s) => s.messagesReceived), 3);
+    assert.equal(delta((s) => s.messagesSent), 3, 'to live; keep is offline');
+    assert.equal(delta((s) => (s.dropped as Record<string, number>).queueFull), 2, 'keep holds 1 of 3 (drop-oldest)');
+    assert.equal(delta((s) => (s.dropped as Record<string, number>).expired), 0);
+    const store = after.store as { kind: string; commits: number; commitMs: number; retries: number; publishFailures: number };
+    assert.equal(store.kind, 'lmdb');
+    assert.ok(delta((s) => (s.store as typeof store).commits) >= 1, 'keep\'s queue was stored');
+    assert.ok(store.commitMs >= 0 && Number.isFinite(store.commitMs));
+    assert.deepEqual([store.retries, store.publishFailures], [0, 0]);
+    assert.ok(Number(after.sampledAt) >= Number(before.sampledAt));
+    const metrics = await (await fetch(`http://127.0.0.1:${b.adminPort}/metrics`)).text();
+    assert.match(metrics, /^iotbridge_store_commits_total \d+$/m);
+    assert.match(metrics, /^iotbridge_store_commit_seconds_total [\d.e-]+$/m);
+
+    const subs = await api(b.adminPort, 'GET', '/api/v1/subscriptions');
+    assert.deepEqual(subs.json, {
+      subscriptions: [
+        { filter: 's/#', subscribers: 2, clients: ['keep', 'live'] },
+        { filter: 't/+', subscribers: 1, clients: ['live'] },
+      ],
+      next: null,
+    });
+    const byPrefix = await api(b.adminPort, 'GET', '/api/v1/subscriptions?prefix=t/');
+    assert.deepEqual((byPrefix.json.subscriptions as { filter: string }[]).map((s) => s.filter), ['t/+']);
+    const first = await api(b.adminPort, 'GET', '/api/v1/subscriptions?limit=1');
+    assert.equal(first.json.next, 's/#');
+  } finally {
+    await endClient(live, true);
+    await b.stop();
+  }
+});
