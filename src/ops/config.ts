@@ -130,6 +130,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'publishRetryBaseMs', kind: 'int', min: 1, max: 60_000, doc: 'First retry delay, doubled on each retry.' },
   { key: 'publishRetryMaxMs', kind: 'int', min: 1, max: 600_000, doc: 'Largest retry delay.' },
   { key: 'maxPublishRate', kind: 'int', min: 0, max: 10_000_000, doc: 'PUBLISHes per second one client may send, with a burst of one second\'s worth; past it the client is disconnected (MQTT 5: DISCONNECT 0x96 Message rate too high; 3.1.1: closed), logged and counted in `iotbridge_rate_limited_total`. 0: no limit.' },
+  { key: 'maxAuthDataSize', kind: 'int', min: 64, max: 65_535, doc: 'Largest Authentication Data of a CONNECT or AUTH packet (MQTT 5 enhanced authentication, SCRAM), bytes; larger gets CONNACK 0x95 (after the CONNACK, on re-authentication: DISCONNECT 0x95). SCRAM messages are a few hundred bytes at most.' },
   { key: 'maxPublishBytesRate', kind: 'int', min: 0, max: 2 ** 40, doc: 'Payload bytes per second one client may publish, likewise (a single PUBLISH larger than this is refused). 0: no limit.' },
 ];
 

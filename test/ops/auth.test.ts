@@ -13,15 +13,9 @@ import { PasswordFile } from '../../src/auth/password-file';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
 import { RawClient } from '../guarantees/raw-client';
-import { runClient, skipWithout, tempDir } from '../helpers';
+import { passwd, runClient, skipWithout, tempDir } from '../helpers';
 
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
 const skipMosquitto = skipWithout(['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub']);
-
-function passwd(file: string, user: string, ...args: string[]): void {
-  const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-}
 
 /** A logger that keeps every line, to check that no secret is ever written. */
 function recordingLogger(lines: string[]): Logger {

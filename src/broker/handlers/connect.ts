@@ -5,6 +5,7 @@ import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
 import type { StoredWill } from '../../store/types';
 import type { Channel } from '../channel';
+import { runAuthStep } from './auth';
 import { messageProperties } from './publish';
 
 type ConnackProperties = NonNullable<ConnackPacket['properties']>;
@@ -21,8 +22,13 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   ch.broker.stats.connectionsTotal++;
 
   if (ch.refuse) return refuse(ch, ReasonCode.ServerBusy, 'connection limit reached');
-  if (version === 5 && props.authenticationMethod !== undefined) {
-    return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
+  const authMethod = version === 5 ? props.authenticationMethod : undefined;
+  if (authMethod !== undefined && !ch.broker.hooks.enhancedAuth?.supports(authMethod)) {
+    return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${authMethod} is not supported`);
+  }
+  const authData = props.authenticationData;
+  if (authMethod !== undefined && authData && authData.length > options.maxAuthDataSize) {
+    return refuse(ch, ReasonCode.PacketTooLarge, `authentication data of ${authData.length} bytes, more than maxAuthDataSize (${options.maxAuthDataSize})`);
   }
   if (version === 5 && props.receiveMaximum === 0) return refuse(ch, ReasonCode.ProtocolError, 'receive maximum 0');
   if (version === 5 && props.maximumPacketSize === 0) return refuse(ch, ReasonCode.ProtocolError, 'maximum packet size 0');
@@ -92,6 +98,21 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   ch.state = 'authenticating';
   // Mutual TLS with tlsCertAsUsername: the verified certificate names the user, not CONNECT.
   const username = ch.transport.certificateName ?? packet.username;
+  const admission: Admission = { clientId, clean: packet.clean ?? true, expiryInterval, will, connackProps, assignedClientId };
+
+  if (authMethod !== undefined) {
+    ch.authMethod = authMethod;
+    const step = ch.broker.hooks.enhancedAuth!.start({ method: authMethod, data: authData, clientId, username, remoteAddress: ch.transport.remoteAddress });
+    runAuthStep(ch, step, ch.connectDeadline, (end) => {
+      if (end.kind === 'failure') return refuse(ch, end.reasonCode, end.reason);
+      // A certificate already named the user: the exchange may not make it someone else.
+      const certificateName = ch.transport.certificateName;
+      if (certificateName !== undefined && end.username !== certificateName) return refuse(ch, ReasonCode.NotAuthorized, 'authenticated as another user than the certificate names');
+      Object.assign(connackProps, { authenticationMethod: authMethod, authenticationData: end.data } satisfies ConnackProperties);
+      admit(ch, admission, end.username);
+    });
+    return;
+  }
 
   Promise.resolve(
     ch.broker.hooks.authenticate({
@@ -106,25 +127,43 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (ch.state !== 'authenticating') return;
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
-      ch.username = username;
-      // A will is a publish by this client: it may not bypass publish authorization.
-      if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
-        return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
-      }
-      return ch.broker.fetchSession(clientId);
+      admit(ch, admission, username);
     },
     (e: Error) => {
       ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
       refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
     },
-  ).then(
+  );
+}
+
+/** What CONNECT asked for, carried from its checks to the CONNACK. */
+interface Admission {
+  clientId: string;
+  clean: boolean;
+  expiryInterval: number;
+  will: StoredWill | undefined;
+  connackProps: ConnackProperties;
+  assignedClientId: string | undefined;
+}
+
+/** The client is authenticated as `username`: check its will, open its session, send CONNACK. */
+function admit(ch: Channel, admission: Admission, username: string | undefined): void {
+  const { clientId, will, connackProps, assignedClientId } = admission;
+  const version = ch.protocolVersion;
+  const options = ch.options;
+  ch.username = username;
+  // A will is a publish by this client: it may not bypass publish authorization.
+  if (will && !ch.broker.hooks.authorizePublish(clientId, will.message.topic, ch.username)) {
+    return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
+  }
+  ch.broker.fetchSession(clientId).then(
     () => {
       if (ch.state !== 'authenticating') return;
       const opened = ch.broker.openSession(ch, {
         clientId,
-        clean: packet.clean ?? true,
-        expiryInterval,
-        protocolVersion: version,
+        clean: admission.clean,
+        expiryInterval: admission.expiryInterval,
+        protocolVersion: ch.protocolVersion,
         will,
       });
       opened.previousOwner?.takenOver();
