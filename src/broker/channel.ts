@@ -16,7 +16,7 @@ export interface Transport {
   close(): void;
   readonly bufferedBytes: number;
   readonly remoteAddress: string;
-  /** Mutual TLS with `tlsCertAsUsername`: the verified client certificate's CN, which is the client's user name. */
+  /** Mutual TLS with `tlsCertAsUsername`: the verified client certificate's CN (or SAN), which is the client's user name. */
   readonly certificateName?: string;
   /** Stop reading from the connection (TCP backpressure) until `resume`. */
   pause(): void;

@@ -88,7 +88,7 @@ export interface AuthRequest {
   username?: string;
   password?: Buffer;
   remoteAddress: string;
-  /** Set when the user name is the CN of a client certificate verified in the TLS handshake. */
+  /** Set when the user name is the CN (or SAN) of a client certificate verified in the TLS handshake. */
   certificateName?: string;
 }
 

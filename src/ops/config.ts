@@ -87,7 +87,8 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsCertFile', kind: 'optional-string', doc: 'PEM certificate chain for the TLS listener.' },
   { key: 'tlsKeyFile', kind: 'optional-string', doc: 'PEM private key for the TLS listener.' },
   { key: 'tlsCaFile', kind: 'optional-string', doc: 'PEM CA certificate(s) for client certificates: set, the TLS listener requires a client certificate signed by them (mutual TLS); a client without one fails the handshake. Certificate, key and CA are re-read on SIGHUP (new connections use them).' },
-  { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
+  { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN (or, with `tlsCertUsernameField` `san`, its first SAN) is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
+  { key: 'tlsCertUsernameField', kind: 'enum', values: ['cn', 'san'], doc: 'With `tlsCertAsUsername`: which name of the certificate is the user name. `cn`: the subject CN. `san`: the first subjectAltName entry that is a DNS name, an email address or a URI, in the certificate\'s order (IP addresses and other kinds are skipped). A certificate without that name connects as if it had none: with the User Name and password of its CONNECT.' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus) and `/healthz`; 0 disables it.' },
   { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, retained messages, publish; docs/admin-api.md); empty turns the API off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
   { key: 'sysInterval', kind: 'int', min: 0, max: 86_400, doc: 'Seconds between updates of the `$SYS` topics, in Mosquitto\'s naming (`$SYS/broker/clients/connected`, `messages/received`, `load/messages/received/1min`, `uptime`, `version`, …; cluster mode: `$SYS/brokers/<nodeId>/…`), published retained; 0 (the default) publishes none. Wildcards at the start of a filter do not match them: subscribe to `$SYS/#`.' },
@@ -130,8 +131,8 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'publishRetryBaseMs', kind: 'int', min: 1, max: 60_000, doc: 'First retry delay, doubled on each retry.' },
   { key: 'publishRetryMaxMs', kind: 'int', min: 1, max: 600_000, doc: 'Largest retry delay.' },
   { key: 'maxPublishRate', kind: 'int', min: 0, max: 10_000_000, doc: 'PUBLISHes per second one client may send, with a burst of one second\'s worth; past it the client is disconnected (MQTT 5: DISCONNECT 0x96 Message rate too high; 3.1.1: closed), logged and counted in `iotbridge_rate_limited_total`. 0: no limit.' },
-  { key: 'maxAuthDataSize', kind: 'int', min: 64, max: 65_535, doc: 'Largest Authentication Data of a CONNECT or AUTH packet (MQTT 5 enhanced authentication, SCRAM), bytes; larger gets CONNACK 0x95 (after the CONNACK, on re-authentication: DISCONNECT 0x95). SCRAM messages are a few hundred bytes at most.' },
   { key: 'maxPublishBytesRate', kind: 'int', min: 0, max: 2 ** 40, doc: 'Payload bytes per second one client may publish, likewise (a single PUBLISH larger than this is refused). 0: no limit.' },
+  { key: 'maxAuthDataSize', kind: 'int', min: 64, max: 65_535, doc: 'Largest Authentication Data of a CONNECT or AUTH packet (MQTT 5 enhanced authentication, SCRAM), bytes; larger gets CONNACK 0x95 (after the CONNACK, on re-authentication: DISCONNECT 0x95). SCRAM messages are a few hundred bytes at most.' },
 ];
 
 export const defaultConfig: Config = {
@@ -144,6 +145,7 @@ export const defaultConfig: Config = {
   tlsKeyFile: '',
   tlsCaFile: '',
   tlsCertAsUsername: false,
+  tlsCertUsernameField: 'cn',
   adminPort: 0,
   adminToken: '',
   sysInterval: 0,
@@ -291,6 +293,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   if (config.tlsCaFile && config.tlsPort === 0) throw new ConfigError('tlsCaFile (client certificates) needs tlsPort');
   if (config.tlsCertAsUsername && !config.tlsCaFile) throw new ConfigError('tlsCertAsUsername needs tlsCaFile: only a certificate verified against it can name the user');
+  if (config.tlsCertUsernameField !== 'cn' && !config.tlsCertAsUsername) throw new ConfigError('tlsCertUsernameField needs tlsCertAsUsername');
   if (config.cluster && config.namesrv === '') {
     throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
   }
