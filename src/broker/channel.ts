@@ -200,7 +200,7 @@ export class Channel implements SessionOwner {
   }
 
   tick(now: number): void {
-    if (this.pendingAuth && now > this.pendingAuth.deadline) {
+    if (this.pendingAuth && this.state !== 'closed' && now > this.pendingAuth.deadline) {
       expireAuth(this);
       return;
     }

@@ -15,6 +15,19 @@ export interface PendingAuth {
 }
 
 /**
+ * Calls the enhancedAuth hook: an exception in it (a bug) refuses this client, 0x80, and never
+ * escapes into the socket's event handler.
+ */
+export function authHookStep(ch: Channel, step: () => EnhancedAuthStep): EnhancedAuthStep {
+  try {
+    return step();
+  } catch (e) {
+    ch.broker.log.error({ clientId: ch.clientId, err: (e as Error).message }, 'enhanced authentication hook failed');
+    return { kind: 'failure', reasonCode: ReasonCode.UnspecifiedError, reason: 'authentication unavailable' };
+  }
+}
+
+/**
  * Runs an exchange from the step given: while it continues, sends AUTH 0x18 and waits for the
  * client's answer (at most one exchange per connection at a time); at its end calls `finish`.
  */
@@ -45,7 +58,7 @@ export function handleAuth(ch: Channel, packet: AuthPacket): void {
   const pending = ch.pendingAuth;
   if (pending) {
     if (code !== ReasonCode.ContinueAuthentication) return endAuth(ch, ReasonCode.ProtocolError, `AUTH 0x${code.toString(16)} while an exchange waits for 0x18`);
-    return runAuthStep(ch, pending.next(data), pending.deadline, pending.finish);
+    return runAuthStep(ch, authHookStep(ch, () => pending.next(data)), pending.deadline, pending.finish);
   }
   if (ch.state === 'connected' && code === ReasonCode.ReAuthenticate) return reauthenticate(ch, method, data);
   endAuth(ch, ReasonCode.ProtocolError, `AUTH 0x${code.toString(16)} out of sequence`);
@@ -58,7 +71,7 @@ export function handleAuth(ch: Channel, packet: AuthPacket): void {
 function reauthenticate(ch: Channel, method: string, data: Buffer | undefined): void {
   const authenticator = ch.broker.hooks.enhancedAuth;
   if (!authenticator?.supports(method)) return endAuth(ch, ReasonCode.NotAuthorized, `authentication method ${method} is no longer offered`);
-  const step = authenticator.start({ method, data, clientId: ch.clientId, username: ch.username, remoteAddress: ch.transport.remoteAddress });
+  const step = authHookStep(ch, () => authenticator.start({ method, data, clientId: ch.clientId, username: ch.username, remoteAddress: ch.transport.remoteAddress }));
   runAuthStep(ch, step, ch.lastReceivedAt + ch.options.connectTimeoutMs, (end) => {
     if (end.kind === 'failure') return endAuth(ch, end.reasonCode, `re-authentication failed: ${end.reason}`);
     if (end.username !== ch.username) return endAuth(ch, ReasonCode.NotAuthorized, 're-authentication as another user');

@@ -5,7 +5,7 @@ import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
 import type { StoredWill } from '../../store/types';
 import type { Channel } from '../channel';
-import { runAuthStep } from './auth';
+import { authHookStep, runAuthStep } from './auth';
 import { messageProperties } from './publish';
 
 type ConnackProperties = NonNullable<ConnackPacket['properties']>;
@@ -102,7 +102,8 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
 
   if (authMethod !== undefined) {
     ch.authMethod = authMethod;
-    const step = ch.broker.hooks.enhancedAuth!.start({ method: authMethod, data: authData, clientId, username, remoteAddress: ch.transport.remoteAddress });
+    const authenticator = ch.broker.hooks.enhancedAuth!; // supports(authMethod) above
+    const step = authHookStep(ch, () => authenticator.start({ method: authMethod, data: authData, clientId, username, remoteAddress: ch.transport.remoteAddress }));
     runAuthStep(ch, step, ch.connectDeadline, (end) => {
       if (end.kind === 'failure') return refuse(ch, end.reasonCode, end.reason);
       // A certificate already named the user: the exchange may not make it someone else.
