@@ -134,7 +134,12 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
       refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
     },
-  );
+  ).catch((e: Error) => {
+    // A throw in admit (an authorization hook) refuses this client; it must not become an unhandled rejection.
+    if (ch.state !== 'authenticating') return;
+    ch.broker.log.error({ clientId, err: e.message }, 'connection could not be admitted');
+    refuse(ch, ReasonCode.ServerUnavailable, 'authorization unavailable');
+  });
 }
 
 /** What CONNECT asked for, carried from its checks to the CONNACK. */
