@@ -6,10 +6,12 @@ import { createLogger } from './ops/logger';
 import { startBroker } from './index';
 
 const USAGE = `usage: iot-bridge start [--port N] [--data-dir DIR] [--config FILE] [--durability strict|relaxed] [...]
-       iot-bridge passwd FILE USER [--password PASSWORD | --delete]
+       iot-bridge passwd FILE USER [--password PASSWORD] [--scram] | --delete
 Every option is listed in docs/configuration.md; each is also an IOT_BRIDGE_* environment variable.
 passwd adds or replaces USER in the password file FILE (created if missing), asking for the password
-(or reading it from stdin when that is not a terminal) unless --password gives it; --delete removes USER.`;
+(or reading it from stdin when that is not a terminal) unless --password gives it; --delete removes USER.
+--scram stores SCRAM-SHA-256 and SCRAM-SHA-512 keys instead of a scrypt hash: the user can then log in
+with MQTT 5 enhanced authentication (SCRAM) as well as with the plain password.`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -72,14 +74,16 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-/** `iot-bridge passwd FILE USER [--password P | --delete]`: the file is rewritten whole, then renamed over the old one. */
+/** `iot-bridge passwd FILE USER [--password P] [--scram] | --delete`: the file is rewritten whole, then renamed over the old one. */
 async function passwd(args: string[]): Promise<void> {
   const flags = args.filter((a) => a.startsWith('--'));
   const [file, user, ...extra] = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--password');
   const at = args.indexOf('--password');
   const given = at >= 0 ? args[at + 1] : undefined;
   const remove = flags.includes('--delete');
-  if (!file || !user || extra.length > 0 || flags.some((f) => f !== '--password' && f !== '--delete') || (at >= 0 && given === undefined) || (remove && at >= 0)) {
+  const scram = flags.includes('--scram');
+  const known = ['--password', '--delete', '--scram'];
+  if (!file || !user || extra.length > 0 || flags.some((f) => !known.includes(f)) || (at >= 0 && given === undefined) || (remove && (at >= 0 || scram))) {
     console.error(USAGE);
     process.exit(2);
   }
@@ -87,7 +91,7 @@ async function passwd(args: string[]): Promise<void> {
     const before = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
     const password = remove ? null : given ?? (await askPassword());
     if (password === '') throw new PasswordFileError('the password may not be empty');
-    const after = updatePasswordFile(before, user, password);
+    const after = updatePasswordFile(before, user, password, { scram });
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, after, { mode: 0o600 });
     fs.renameSync(tmp, file);

@@ -146,6 +146,12 @@ export function spawnBroker(args: string[], timeoutMs = 15000): Promise<BrokerPr
   });
 }
 
+/** `iot-bridge passwd FILE USER ...args` with the compiled CLI; fails the test if it does not exit 0. */
+export function passwd(file: string, user: string, ...args: string[]): void {
+  const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`iot-bridge passwd exited with ${r.status}: ${r.stderr}`);
+}
+
 /** A port nobody listens on right now (options such as the admin port need a real one; 0 turns them off). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -1,8 +1,14 @@
-// Password files: one `user:hash` per line. Written by `iot-bridge passwd` with scrypt; Mosquitto's
-// files (`mosquitto_passwd`, `$6$` SHA-512 and `$7$` PBKDF2-SHA-512) are read as they are, so
-// devices keep their passwords when they move over. Hand-written on node:crypto: the formats are
-// a few lines each and no maintained library reads Mosquitto's.
+// Password files: `user:hash` lines. Written by `iot-bridge passwd` with scrypt, or with SCRAM keys
+// (`--scram`); Mosquitto's files (`mosquitto_passwd`, `$6$` SHA-512 and `$7$` PBKDF2-SHA-512) are
+// read as they are, so devices keep their passwords when they move over. Hand-written on
+// node:crypto: the formats are a few lines each and no maintained library reads Mosquitto's.
+//
+// A user has at most one line of each kind: one password hash ($scrypt$, $6$ or $7$), one
+// $scram-sha-256$ and one $scram-sha-512$ (a later line of the same kind replaces an earlier one).
+// SCRAM needs its own lines (stored keys, not a hash); a plain password is checked against the
+// password hash, or, for a user with only SCRAM lines, against the SCRAM-SHA-256 (else -512) keys.
 import { createHash, pbkdf2, randomBytes, scrypt, scryptSync, timingSafeEqual } from 'node:crypto';
+import { SCRAM_DEFAULT_ITERATIONS, SCRAM_MECHANISMS, type ScramCredentials, type ScramMechanism, keysFromSaltedPassword, saslPrep, scramCredentials } from './scram';
 
 /** scrypt cost: N=2^15, r=8, p=1 (about 50 ms and 32 MiB per check on a current core). */
 const SCRYPT = { N: 1 << 15, r: 8, p: 1, keyLength: 64, saltLength: 16 };
@@ -11,10 +17,30 @@ export class PasswordFileError extends Error {
   readonly reason = 'invalid-password-file';
 }
 
-type Hash =
+type PasswordHash =
   | { kind: 'scrypt'; N: number; r: number; p: number; salt: Buffer; hash: Buffer }
   | { kind: 'mosquitto-sha512'; salt: Buffer; hash: Buffer }
   | { kind: 'mosquitto-pbkdf2'; iterations: number; salt: Buffer; hash: Buffer };
+
+type Hash = PasswordHash | { kind: 'scram'; mechanism: ScramMechanism; credentials: ScramCredentials };
+
+/** A user's lines: a password hash, SCRAM keys per mechanism, or both. */
+interface UserEntry {
+  password?: PasswordHash;
+  scram: Partial<Record<ScramMechanism, ScramCredentials>>;
+}
+
+/** The line prefix of each SCRAM mechanism: `$scram-sha-256$`. */
+const SCRAM_PREFIX: Record<ScramMechanism, string> = { 'SCRAM-SHA-256': 'scram-sha-256', 'SCRAM-SHA-512': 'scram-sha-512' };
+
+/**
+ * `$scram-sha-256$iterations$salt$StoredKey$ServerKey` (base64), what `iot-bridge passwd --scram`
+ * writes, one line per mechanism.
+ */
+export function scramLine(mechanism: ScramMechanism, password: string, iterations = SCRAM_DEFAULT_ITERATIONS, salt = randomBytes(16)): string {
+  const c = scramCredentials(mechanism, password, salt, iterations);
+  return `$${SCRAM_PREFIX[mechanism]}$${iterations}$${salt.toString('base64')}$${c.storedKey.toString('base64')}$${c.serverKey.toString('base64')}`;
+}
 
 /** `$scrypt$N$r$p$salt$hash` (base64), the format `iot-bridge passwd` writes. */
 export function hashPassword(password: string): string {
@@ -50,10 +76,19 @@ function parseHash(text: string): Hash | string {
     if (!salt || !hash || hash.length !== 64) return 'bad $7$ salt or hash';
     return { kind: 'mosquitto-pbkdf2', iterations, salt, hash };
   }
-  return `unknown hash format ${JSON.stringify(`$${parts[1] ?? ''}$`)} (iot-bridge writes $scrypt$; Mosquitto files use $6$ or $7$)`;
+  const mechanism = (Object.keys(SCRAM_PREFIX) as ScramMechanism[]).find((m) => SCRAM_PREFIX[m] === parts[1]);
+  if (mechanism && parts.length === 6) {
+    const iterations = Number(parts[2]);
+    const [salt, storedKey, serverKey] = [b64(parts[3]), b64(parts[4]), b64(parts[5])];
+    const keyLength = SCRAM_MECHANISMS[mechanism].keyLength;
+    if (!Number.isInteger(iterations) || iterations < 4096 || iterations > 10_000_000) return `bad $${parts[1]}$ iteration count (4096 to 10000000)`;
+    if (!salt || salt.length < 8 || storedKey?.length !== keyLength || serverKey?.length !== keyLength) return `bad $${parts[1]}$ salt or keys`;
+    return { kind: 'scram', mechanism, credentials: { iterations, salt, storedKey, serverKey } };
+  }
+  return `unknown hash format ${JSON.stringify(`$${parts[1] ?? ''}$`)} (iot-bridge writes $scrypt$ and $scram-sha-256$/$scram-sha-512$; Mosquitto files use $6$ or $7$)`;
 }
 
-/** Off the event loop (libuv's thread pool) for the slow KDFs: a check must not stall every connection. */
+/** Off the event loop (libuv's thread pool) for the slow KDFs: a check must not stall every connection. Resolves to what `expected(h)` must equal. */
 function derive(h: Hash, password: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, key: Buffer): void => (err ? reject(err) : resolve(key));
@@ -67,17 +102,28 @@ function derive(h: Hash, password: Buffer): Promise<Buffer> {
       case 'mosquitto-pbkdf2':
         pbkdf2(password, h.salt, h.iterations, h.hash.length, 'sha512', done);
         return;
+      case 'scram': {
+        const { hash, keyLength } = SCRAM_MECHANISMS[h.mechanism];
+        pbkdf2(saslPrep(password.toString('utf8')), h.credentials.salt, h.credentials.iterations, keyLength, hash, (err, salted) =>
+          done(err, err ? salted : keysFromSaltedPassword(h.mechanism, salted).storedKey),
+        );
+        return;
+      }
     }
   });
 }
 
+function expected(h: Hash): Buffer {
+  return h.kind === 'scram' ? h.credentials.storedKey : h.hash;
+}
+
 /** The users of one password file. */
 export class PasswordFile {
-  private constructor(private readonly users: Map<string, Hash>) {}
+  private constructor(private readonly users: Map<string, UserEntry>) {}
 
   /** Parses a whole file; an invalid line is an error naming its line number (never its content). */
   static parse(text: string, name = 'password file'): PasswordFile {
-    const users = new Map<string, Hash>();
+    const users = new Map<string, UserEntry>();
     const lines = text.split(/\r?\n/);
     lines.forEach((line, i) => {
       if (line.trim() === '' || line.startsWith('#')) return;
@@ -85,7 +131,11 @@ export class PasswordFile {
       if (colon <= 0) throw new PasswordFileError(`${name}, line ${i + 1}: expected user:hash`);
       const hash = parseHash(line.slice(colon + 1).trim());
       if (typeof hash === 'string') throw new PasswordFileError(`${name}, line ${i + 1}: ${hash}`);
-      users.set(line.slice(0, colon), hash);
+      const user = line.slice(0, colon);
+      const entry = users.get(user) ?? { scram: {} };
+      if (hash.kind === 'scram') entry.scram[hash.mechanism] = hash.credentials;
+      else entry.password = hash;
+      users.set(user, entry);
     });
     return new PasswordFile(users);
   }
@@ -100,20 +150,39 @@ export class PasswordFile {
 
   /** Constant time in the hash comparison; an unknown user costs a derivation too, so timing does not tell users apart. */
   async verify(user: string, password: Buffer): Promise<boolean> {
-    const h = this.users.get(user);
+    const h = this.passwordHash(user);
     const derived = await derive(h ?? DUMMY, password);
-    return h !== undefined && derived.length === h.hash.length && timingSafeEqual(derived, h.hash);
+    return h !== undefined && derived.length === expected(h).length && timingSafeEqual(derived, expected(h));
+  }
+
+  /** The user's SCRAM keys for `mechanism`, if its lines have them. */
+  scramCredentials(user: string, mechanism: ScramMechanism): ScramCredentials | undefined {
+    return this.users.get(user)?.scram[mechanism];
+  }
+
+  /** What a plain password is checked against: the password hash, else the SCRAM-SHA-256 keys, else the -512 ones. */
+  private passwordHash(user: string): Hash | undefined {
+    const entry = this.users.get(user);
+    if (!entry) return undefined;
+    if (entry.password) return entry.password;
+    const mechanism = (['SCRAM-SHA-256', 'SCRAM-SHA-512'] as const).find((m) => entry.scram[m] !== undefined);
+    return mechanism && { kind: 'scram', mechanism, credentials: entry.scram[mechanism]! };
   }
 }
 
 const DUMMY: Hash = { kind: 'mosquitto-pbkdf2', iterations: 101, salt: Buffer.alloc(12), hash: Buffer.alloc(64) };
 
-/** The file's text with `user` set to `password` (added or replaced), or removed when `password` is null. */
-export function updatePasswordFile(text: string, user: string, password: string | null): string {
+/**
+ * The file's text with `user` set to `password`, or removed when `password` is null. Every line of
+ * the user goes, so no key of an old password survives; then one scrypt line, or with `scram` one
+ * line per SCRAM mechanism (a plain password then checks against those).
+ */
+export function updatePasswordFile(text: string, user: string, password: string | null, options: { scram?: boolean } = {}): string {
   if (user === '' || user.includes(':') || /[\r\n]/.test(user)) throw new PasswordFileError('a user name may not be empty or contain ":" or a line break');
   const lines = text.split(/\r?\n/).filter((l) => l !== '');
   const kept = lines.filter((l) => l.slice(0, l.indexOf(':')) !== user || l.startsWith('#'));
   if (password === null && kept.length === lines.length) throw new PasswordFileError(`no user ${JSON.stringify(user)} in the file`);
-  if (password !== null) kept.push(`${user}:${hashPassword(password)}`);
+  if (password !== null && options.scram) for (const m of Object.keys(SCRAM_MECHANISMS) as ScramMechanism[]) kept.push(`${user}:${scramLine(m, password)}`);
+  else if (password !== null) kept.push(`${user}:${hashPassword(password)}`);
   return kept.length > 0 ? `${kept.join('\n')}\n` : '';
 }

@@ -5,6 +5,7 @@ import { ReasonCode } from '../protocol/reason-codes';
 import type { Broker } from './broker';
 import type { TopicLimits } from './options';
 import { dispatch } from './handlers';
+import { expireAuth, type PendingAuth } from './handlers/auth';
 import { refuse as refuseConnect } from './handlers/connect';
 import type { OutboundEntry } from './outbound-queue';
 import type { Session, SessionOwner } from './session';
@@ -16,7 +17,7 @@ export interface Transport {
   close(): void;
   readonly bufferedBytes: number;
   readonly remoteAddress: string;
-  /** Mutual TLS with `tlsCertAsUsername`: the verified client certificate's CN, which is the client's user name. */
+  /** Mutual TLS with `tlsCertAsUsername`: the verified client certificate's CN (or SAN), which is the client's user name. */
   readonly certificateName?: string;
   /** Stop reading from the connection (TCP backpressure) until `resume`. */
   pause(): void;
@@ -84,6 +85,10 @@ export class Channel implements SessionOwner {
   lastReceivedAt: number;
   readonly connectDeadline: number;
   client: ClientLimits = { receiveMaximum: 65535, maximumPacketSize: 0x10000000, topicAliasMaximum: 0, requestProblemInformation: true };
+  /** MQTT 5 enhanced authentication: CONNECT's Authentication Method, which every AUTH must repeat. */
+  authMethod: string | undefined;
+  /** The enhanced authentication exchange waiting for the client's next AUTH, if any (one at a time). */
+  pendingAuth: PendingAuth | undefined;
   /** Session expiry requested at CONNECT: DISCONNECT may not raise it from 0. */
   connectExpiryInterval = 0;
   /** Token buckets of maxPublishRate / maxPublishBytesRate, refilled from the clock on each PUBLISH. */
@@ -163,29 +168,30 @@ export class Channel implements SessionOwner {
 
   /**
    * Reading stops while the client waits for its CONNACK (nothing after CONNECT is handled
-   * before it) and while too many of its requests wait for the store, in count or bytes; it
-   * starts again once half of them are answered. What one read brought is still handled: a read
-   * is at most one socket chunk.
+   * before it, except the AUTH packets of an enhanced authentication exchange) and while too many
+   * of its requests wait for the store, in count or bytes; it starts again once half of them are
+   * answered. What one read brought is still handled: a read is at most one socket chunk.
    */
   private updateInput(): void {
     if (this.state === 'closed') return;
     const replies = this.replies.length;
     const limit = this.options.receiveMaximum;
     const bytesLimit = this.options.maxPendingInboundBytes;
+    const awaitingConnack = this.state === 'authenticating' && this.pendingAuth === undefined;
     if (!this.inputPaused) {
-      if (this.state === 'authenticating' || replies >= limit || this.pendingBytes >= bytesLimit) {
+      if (awaitingConnack || replies >= limit || this.pendingBytes >= bytesLimit) {
         this.inputPaused = true;
         this.transport.pause();
       }
-    } else if (this.state !== 'authenticating' && replies <= limit / 2 && this.pendingBytes <= bytesLimit / 2) {
+    } else if (!awaitingConnack && replies <= limit / 2 && this.pendingBytes <= bytesLimit / 2) {
       this.inputPaused = false;
       this.transport.resume();
     }
   }
 
   handle(packet: Packet): void {
-    if (this.state === 'authenticating') {
-      // MQTT 5 §3.1.4: nothing after CONNECT is processed until the client is authenticated.
+    if (this.state === 'authenticating' && packet.cmd !== 'auth') {
+      // MQTT 5 §3.1.4: nothing after CONNECT but AUTH is processed until the client is authenticated.
       this.heldPacketBytes += heldBytes(packet);
       if (this.heldPackets.length >= MAX_PACKETS_BEFORE_CONNACK || this.heldPacketBytes > MAX_BYTES_BEFORE_CONNACK) {
         this.heldPackets.length = 0;
@@ -212,6 +218,10 @@ export class Channel implements SessionOwner {
   }
 
   tick(now: number): void {
+    if (this.pendingAuth && this.state !== 'closed' && now > this.pendingAuth.deadline) {
+      expireAuth(this);
+      return;
+    }
     if (this.state === 'awaiting-connect' || this.state === 'authenticating') {
       if (now > this.connectDeadline) this.close();
       return;

@@ -41,6 +41,8 @@ export interface BrokerOptions {
   maxPublishRate: number;
   /** Payload bytes per second one client may publish, likewise; 0: no limit. */
   maxPublishBytesRate: number;
+  /** Largest Authentication Data in a CONNECT or AUTH (MQTT 5 enhanced authentication), bytes. */
+  maxAuthDataSize: number;
 }
 
 export const defaultBrokerOptions: BrokerOptions = {
@@ -64,6 +66,7 @@ export const defaultBrokerOptions: BrokerOptions = {
   publishRetryMaxMs: 2000,
   maxPublishRate: 0,
   maxPublishBytesRate: 0,
+  maxAuthDataSize: 1024,
 };
 
 export interface Logger {
@@ -85,7 +88,7 @@ export interface AuthRequest {
   username?: string;
   password?: Buffer;
   remoteAddress: string;
-  /** Set when the user name is the CN of a client certificate verified in the TLS handshake. */
+  /** Set when the user name is the CN (or SAN) of a client certificate verified in the TLS handshake. */
   certificateName?: string;
 }
 
@@ -114,6 +117,38 @@ export interface AuthGrant {
  */
 export type AuthDecision = boolean | number | AuthGrant;
 
+/** The start of an MQTT 5 enhanced authentication exchange (§4.12): from CONNECT, or from AUTH 0x19 (re-authentication). */
+export interface EnhancedAuthRequest {
+  method: string;
+  /** The Authentication Data of the CONNECT or AUTH, if it had any. */
+  data: Buffer | undefined;
+  clientId: string;
+  /** CONNECT's User Name (the certificate's name under tlsCertAsUsername); on re-authentication, the authenticated user. */
+  username: string | undefined;
+  remoteAddress: string;
+}
+
+/**
+ * One step of an exchange. `continue`: the broker sends AUTH 0x18 with `data` and hands the
+ * client's answer (AUTH 0x18) to `next`. `success`: the client is `username`; `data` goes back in
+ * the CONNACK (or AUTH 0x00). `failure`: refused with `reasonCode` (a CONNACK code).
+ */
+export type EnhancedAuthStep =
+  | { kind: 'continue'; data: Buffer; next(data: Buffer | undefined): EnhancedAuthStep }
+  | { kind: 'success'; username: string; data?: Buffer }
+  | { kind: 'failure'; reasonCode: number; reason: string };
+
+/**
+ * MQTT 5 enhanced authentication. Steps are synchronous, so the channel stays a state machine
+ * without waits of its own: SCRAM's server side is a few HMACs over stored keys. The channel
+ * bounds the exchange (one at a time, `maxAuthDataSize`, `connectTimeoutMs`).
+ */
+export interface EnhancedAuthenticator {
+  /** Whether `method` is offered: a CONNECT with another gets CONNACK 0x8C. */
+  supports(method: string): boolean;
+  start(req: EnhancedAuthRequest): EnhancedAuthStep;
+}
+
 /** Extension points; every default allows. `username` is the one the client authenticated with, if any. */
 export interface BrokerHooks {
   authenticate(req: AuthRequest): AuthDecision | Promise<AuthDecision>;
@@ -125,6 +160,8 @@ export interface BrokerHooks {
    * reloaded since the SUBSCRIBE). A message it refuses is dropped for that client.
    */
   authorizeRead?(clientId: string, topic: string, username?: string): boolean;
+  /** Absent: no enhanced authentication (every Authentication Method gets 0x8C). */
+  readonly enhancedAuth?: EnhancedAuthenticator;
 }
 
 export const allowAll: BrokerHooks = {

@@ -99,7 +99,8 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'tlsCertFile', kind: 'optional-string', doc: 'PEM certificate chain for the TLS listener.' },
   { key: 'tlsKeyFile', kind: 'optional-string', doc: 'PEM private key for the TLS listener.' },
   { key: 'tlsCaFile', kind: 'optional-string', doc: 'PEM CA certificate(s) for client certificates: set, the TLS listener requires a client certificate signed by them (mutual TLS); a client without one fails the handshake. Certificate, key and CA are re-read on SIGHUP (new connections use them).' },
-  { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
+  { key: 'tlsCertAsUsername', kind: 'bool', doc: 'With `tlsCaFile`: the client certificate\'s subject CN (or, with `tlsCertUsernameField` `san`, its first SAN) is the client\'s user name, for the ACL, with no password needed (Mosquitto\'s `use_identity_as_username`).' },
+  { key: 'tlsCertUsernameField', kind: 'enum', values: ['cn', 'san'], doc: 'With `tlsCertAsUsername`: which name of the certificate is the user name. `cn`: the subject CN. `san`: the first subjectAltName entry that is a DNS name, an email address or a URI, in the certificate\'s order (IP addresses and other kinds are skipped). A certificate without that name connects as if it had none: with the User Name and password of its CONNECT.' },
   { key: 'adminPort', kind: 'int', min: 0, max: 65535, doc: 'Admin HTTP port with `/metrics` (Prometheus), `/healthz`, `/readyz`, and with `adminToken` the REST API and web dashboard; 0 disables it.' },
   { key: 'adminAdvertiseUrl', kind: 'optional-string', doc: 'Cluster mode: the address other nodes use to reach this node\'s admin API, so that any node\'s API answers for the whole cluster (docs/admin-api.md); empty: `http://<host>:<adminPort>`, with this machine\'s host name when `host` listens on every address. Every node needs the same `adminToken`.' },
   { key: 'adminToken', kind: 'optional-string', doc: 'Bearer token of the admin REST API on the admin port (`/api/v1`: clients, kick, sessions, subscriptions, retained messages, publish, stats; docs/admin-api.md) and of the web dashboard on it (`/dashboard/`); empty turns both off. Keep it secret: it can disconnect clients and publish anything. Give it through `IOT_BRIDGE_ADMIN_TOKEN` or the config file rather than a flag, which other users can see in the process list.' },
@@ -126,7 +127,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'maxInflight', kind: 'int', min: 1, max: 65535, doc: 'QoS 1/2 deliveries in flight to one client, further capped by its Receive Maximum.' },
   { key: 'topicAliasMaximum', kind: 'int', min: 0, max: 65535, doc: 'Topic aliases accepted from a client, and used towards a client at most.' },
   { key: 'maxKeepAlive', kind: 'int', min: 0, max: 65535, doc: 'Largest keep alive granted to MQTT 5 clients, seconds (0: no limit); larger requests get Server Keep Alive.' },
-  { key: 'passwordFile', kind: 'optional-string', doc: 'Password file: one `user:hash` per line, written by `iot-bridge passwd FILE USER`; Mosquitto password files (`mosquitto_passwd`, `$6$` and `$7$`) are read as they are. A client with a user name must give its password (else CONNACK 0x86 / 3.1.1 code 4). Re-read on SIGHUP. See docs/security.md.' },
+  { key: 'passwordFile', kind: 'optional-string', doc: 'Password file: `user:hash` lines, written by `iot-bridge passwd FILE USER` (scrypt; with `--scram`, SCRAM-SHA-256 and -512 keys instead); Mosquitto password files (`mosquitto_passwd`, `$6$` and `$7$`) are read as they are. A client with a user name must give its password (else CONNACK 0x86 / 3.1.1 code 4), or, MQTT 5, authenticate with SCRAM-SHA-256/-512 (enhanced authentication) as a user with SCRAM keys. Re-read on SIGHUP. See docs/security.md.' },
   { key: 'authFailuresPerMinute', kind: 'int', min: 0, max: 1_000_000, doc: 'Failed password checks one remote address may have per minute; past it, its CONNECTs are refused without a check (CONNACK 0x9F Connection rate exceeded, 3.1.1 code 3) for the rest of that minute, logged once. 0: no limit. Many devices behind one NAT share an address: raise it for them.' },
   { key: 'aclFile', kind: 'optional-string', doc: 'ACL file in Mosquitto\'s format (`user`, `topic [read|write|readwrite|deny] FILTER`, `pattern` with `%c` and `%u`): with one, nothing is allowed unless a rule grants it. PUBLISH refused: MQTT 5 PUBACK 0x87, 3.1.1 acknowledged and dropped; SUBSCRIBE refused: 0x87 / 0x80 per filter; a will on a refused topic: CONNACK 0x87. Re-read on SIGHUP.' },
   { key: 'allowAnonymous', kind: 'enum', values: ['auto', 'true', 'false'], doc: 'Clients without a user name (nor, with JWT, a token): `auto` allows them unless `passwordFile` or a JWT key is set; refused ones get CONNACK 0x87 (3.1.1: code 5).' },
@@ -154,6 +155,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'publishRetryMaxMs', kind: 'int', min: 1, max: 600_000, doc: 'Largest retry delay.' },
   { key: 'maxPublishRate', kind: 'int', min: 0, max: 10_000_000, doc: 'PUBLISHes per second one client may send, with a burst of one second\'s worth; past it the client is disconnected (MQTT 5: DISCONNECT 0x96 Message rate too high; 3.1.1: closed), logged and counted in `iotbridge_rate_limited_total`. 0: no limit.' },
   { key: 'maxPublishBytesRate', kind: 'int', min: 0, max: 2 ** 40, doc: 'Payload bytes per second one client may publish, likewise (a single PUBLISH larger than this is refused). 0: no limit.' },
+  { key: 'maxAuthDataSize', kind: 'int', min: 64, max: 65_535, doc: 'Largest Authentication Data of a CONNECT or AUTH packet (MQTT 5 enhanced authentication, SCRAM), bytes; larger gets CONNACK 0x95 (after the CONNACK, on re-authentication: DISCONNECT 0x95). SCRAM messages are a few hundred bytes at most.' },
 ];
 
 export const defaultConfig: Config = {
@@ -166,6 +168,7 @@ export const defaultConfig: Config = {
   tlsKeyFile: '',
   tlsCaFile: '',
   tlsCertAsUsername: false,
+  tlsCertUsernameField: 'cn',
   adminPort: 0,
   adminToken: '',
   adminAdvertiseUrl: '',
@@ -329,6 +332,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (jwtKeySources.length === 0 && (config.jwtIssuer || config.jwtAudience)) {
     throw new ConfigError('jwtIssuer and jwtAudience need a JWT key: jwtSecret, jwtSecretFile, jwtPublicKeyFile or jwtJwksFile');
   }
+  if (config.tlsCertUsernameField !== 'cn' && !config.tlsCertAsUsername) throw new ConfigError('tlsCertUsernameField needs tlsCertAsUsername');
   if (config.cluster && config.namesrv === '') {
     throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
   }

@@ -27,8 +27,10 @@ export interface ListenerOptions {
   tlsKeyFile: string;
   /** CA certificates (PEM) for client certificates: set, the TLS listener requires one signed by them (mutual TLS). */
   tlsCaFile: string;
-  /** With `tlsCaFile`: the client certificate's subject CN is the client's user name (no password needed). */
+  /** With `tlsCaFile`: a name in the client certificate is the client's user name (no password needed). */
   tlsCertAsUsername: boolean;
+  /** Which name: the subject CN, or the first DNS, email or URI subjectAltName. */
+  tlsCertUsernameField: 'cn' | 'san';
   /** Connections accepted at once; further CONNECTs get CONNACK "server busy". */
   maxConnections: number;
   /** New connections one remote address (IP) may open per second; past it their CONNECTs get CONNACK 0x9F. 0: no limit. */
@@ -81,7 +83,7 @@ export class Listeners {
     if (this.options.tlsPort > 0) {
       this.tls = tls.createServer(this.tlsContext(), (socket) => {
         socket.setNoDelay(true);
-        this.acceptSocket(socket, this.options.tlsCertAsUsername ? certificateName(socket) : undefined);
+        this.acceptSocket(socket, this.options.tlsCertAsUsername ? certificateName(socket, this.options.tlsCertUsernameField) : undefined);
       });
       this.tls.on('tlsClientError', () => undefined); // a failed handshake never reaches a channel
       await listen(this.tls, this.options.tlsPort, this.options.host);
@@ -261,11 +263,32 @@ class SocketTransport implements Transport {
   }
 }
 
-/** The subject CN of a verified client certificate (mutual TLS), if the handshake checked one. */
-function certificateName(socket: tls.TLSSocket): string | undefined {
+/** The subject CN, or first usable SAN, of a verified client certificate (mutual TLS), if the handshake checked one. */
+function certificateName(socket: tls.TLSSocket, field: 'cn' | 'san'): string | undefined {
   if (!socket.authorized) return undefined;
-  const cn = socket.getPeerCertificate().subject?.CN;
-  return typeof cn === 'string' && cn !== '' ? cn : undefined;
+  const certificate = socket.getPeerCertificate();
+  const name = field === 'cn' ? certificate.subject?.CN : firstSanName(certificate.subjectaltname ?? '');
+  return typeof name === 'string' && name !== '' ? name : undefined;
+}
+
+/** SAN kinds that name a device; IP addresses (and other kinds) name a place, not an identity. */
+const SAN_NAME_KINDS = new Set(['DNS', 'email', 'URI']);
+
+/**
+ * The first DNS, email or URI entry of Node's subjectaltname text (`DNS:a, IP Address:1.2.3.4,
+ * email:b@c`). Node writes a value with a comma or quote in it as a JSON string, so a crafted
+ * name cannot pass for two entries.
+ */
+export function firstSanName(subjectAltName: string): string | undefined {
+  const entry = /([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/y;
+  for (let at = 0; at < subjectAltName.length; at = entry.lastIndex) {
+    entry.lastIndex = at;
+    const m = entry.exec(subjectAltName);
+    if (!m) return undefined;
+    const [, kind, raw] = m;
+    if (SAN_NAME_KINDS.has(kind)) return raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
+  }
+  return undefined;
 }
 
 function uncork(transport: SocketTransport): void {

@@ -10,16 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PasswordFile } from '../../src/auth/password-file';
 import { RawClient } from '../guarantees/raw-client';
-import { collect, connect, runClient, skipWithout, tempDir } from '../helpers';
+import { collect, connect, passwd, runClient, skipWithout, tempDir } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 
-const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
 const skipMosquitto = skipWithout(['mosquitto_passwd', 'mosquitto_pub', 'mosquitto_sub']);
-
-function passwd(file: string, user: string, ...args: string[]): void {
-  const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-}
 
 test('password file from `iot-bridge passwd`: right password in, wrong one 0x86 / 4, anonymous 0x87 / 5, nothing secret logged', async () => {
   const dir = tempDir();

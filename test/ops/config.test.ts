@@ -35,6 +35,8 @@ test('invalid values and unknown options are refused with the option named', () 
   assert.throws(() => loadConfig(['--durability', 'sometimes'], {}), /strict, relaxed/);
   assert.throws(() => loadConfig(['--no-such-thing', '1'], {}), /unknown option --no-such-thing/);
   assert.throws(() => loadConfig([], { IOT_BRIDGE_QUEUE_QOS0_OFFLINE: 'maybe' }), /IOT_BRIDGE_QUEUE_QOS0_OFFLINE/);
+  assert.throws(() => loadConfig(['--tls-cert-username-field', 'san'], {}), /tlsCertUsernameField needs tlsCertAsUsername/);
+  assert.throws(() => loadConfig(['--max-auth-data-size', '10'], {}), /maxAuthDataSize .* between 64 and 65535/);
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'bad.json'), '{"prot": 1}');
   assert.throws(() => loadConfig(['--config', path.join(dir, 'bad.json')], {}), /unknown option "prot"/);

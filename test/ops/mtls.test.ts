@@ -11,6 +11,7 @@ import mqtt from 'mqtt';
 import { startBroker } from '../../src/index';
 import { defaultConfig } from '../../src/ops/config';
 import { silentLogger } from '../../src/broker/options';
+import { firstSanName } from '../../src/transport/listeners';
 import { freePort, runClient, skipWithout, tempDir } from '../helpers';
 
 const mosquittoPub = skipWithout(['mosquitto_pub']) === false;
@@ -25,12 +26,15 @@ function makeCa(dir: string, name: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-function issue(dir: string, ca: { cert: string; key: string }, name: string, cn: string, server: boolean): { cert: string; key: string } {
+const SERVER_EXT = 'subjectAltName=IP:127.0.0.1,DNS:localhost\n';
+const CLIENT_EXT = 'extendedKeyUsage=clientAuth\n';
+
+function issue(dir: string, ca: { cert: string; key: string }, name: string, cn: string, extensions: string): { cert: string; key: string } {
   const key = path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
   const cert = path.join(dir, `${name}.pem`);
   const ext = path.join(dir, `${name}.ext`);
-  fs.writeFileSync(ext, server ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : 'extendedKeyUsage=clientAuth\n');
+  fs.writeFileSync(ext, extensions);
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${cn}`);
   openssl('x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext);
   return { cert, key };
@@ -52,9 +56,9 @@ test('mutual TLS: a certificate from the CA gets in with its CN as user name (AC
   const dir = tempDir('iotb-mtls-');
   const ca = makeCa(dir, 'device-ca');
   const foreignCa = makeCa(dir, 'other-ca');
-  const server = issue(dir, ca, 'server', 'localhost', true);
-  const device = issue(dir, ca, 'device', 'device-42', false);
-  const stranger = issue(dir, foreignCa, 'stranger', 'device-42', false);
+  const server = issue(dir, ca, 'server', 'localhost', SERVER_EXT);
+  const device = issue(dir, ca, 'device', 'device-42', CLIENT_EXT);
+  const stranger = issue(dir, foreignCa, 'stranger', 'device-42', CLIENT_EXT);
   const acl = path.join(dir, 'acl');
   fs.writeFileSync(acl, 'user device-42\ntopic readwrite dev/42/#\n');
   const tlsPort = await freePort();
@@ -87,7 +91,7 @@ test('mutual TLS: a certificate from the CA gets in with its CN as user name (AC
 
     // Reload: a new server certificate is served to new connections without a restart.
     const before = await fingerprint(tlsPort, ca.cert, device);
-    const renewed = issue(dir, ca, 'server2', 'localhost', true);
+    const renewed = issue(dir, ca, 'server2', 'localhost', SERVER_EXT);
     fs.copyFileSync(renewed.cert, server.cert);
     fs.copyFileSync(renewed.key, server.key);
     assert.equal(await fingerprint(tlsPort, ca.cert, device), before, 'changed before the reload');
@@ -98,4 +102,35 @@ test('mutual TLS: a certificate from the CA gets in with its CN as user name (AC
     await sub.endAsync();
     await running.stop();
   }
+});
+
+test('tlsCertUsernameField san: the first DNS, email or URI SAN is the user name (an IP SAN before it is skipped), not the CN', async () => {
+  const dir = tempDir('iotb-mtls-san-');
+  const ca = makeCa(dir, 'device-ca');
+  const server = issue(dir, ca, 'server', 'localhost', SERVER_EXT);
+  const device = issue(dir, ca, 'device', 'not-the-user', `${CLIENT_EXT}subjectAltName=IP:10.0.0.7,DNS:device-43.example,email:ops@example.com\n`);
+  const acl = path.join(dir, 'acl');
+  fs.writeFileSync(acl, 'user device-43.example\ntopic readwrite dev/43/#\nuser not-the-user\ntopic readwrite cn/#\n');
+  const tlsPort = await freePort();
+  const running = await startBroker(
+    { ...defaultConfig, host: '127.0.0.1', port: 0, dataDir: tempDir(), durability: 'relaxed', logLevel: 'silent', tlsPort, tlsCertFile: server.cert, tlsKeyFile: server.key, tlsCaFile: ca.cert, tlsCertAsUsername: true, tlsCertUsernameField: 'san', aclFile: acl },
+    silentLogger,
+  );
+  const client = await mqtt.connectAsync({ protocol: 'mqtts', host: '127.0.0.1', port: tlsPort, ca: fs.readFileSync(ca.cert), cert: fs.readFileSync(device.cert), key: fs.readFileSync(device.key), protocolVersion: 5, reconnectPeriod: 0, clientId: 'san-43', username: 'not-the-user' });
+  try {
+    assert.deepEqual((await client.subscribeAsync('dev/43/#', { qos: 1 })).map((g) => g.qos), [1], 'the ACL saw the DNS SAN as user name');
+    await assert.rejects(client.subscribeAsync('cn/#', { qos: 1 }), (e: Error & { packet?: { granted?: number[] } }) => e.packet?.granted?.[0] === 0x87, 'the CN (or the CONNECT user name) counted');
+  } finally {
+    await client.endAsync();
+    await running.stop();
+  }
+});
+
+test('firstSanName reads Node\'s subjectaltname text: kinds in order, IP addresses skipped, quoted values whole', () => {
+  assert.equal(firstSanName('IP Address:10.0.0.7, DNS:device-43.example, email:ops@example.com'), 'device-43.example');
+  assert.equal(firstSanName('DirName:"CN=x, DNS:evil", URI:spiffe://iot/device/7'), 'spiffe://iot/device/7');
+  // What Node 20 writes for a URI SAN with a comma (openssl's `URI.1=spiffe://x/a,b`):
+  assert.equal(firstSanName('URI:"spiffe://x/a\\u002cb", DNS:ok.example'), 'spiffe://x/a,b');
+  assert.equal(firstSanName('IP Address:10.0.0.7'), undefined);
+  assert.equal(firstSanName(''), undefined);
 });

@@ -5,7 +5,8 @@ import { ReasonCode, connackCodeForV3 } from '../../protocol/reason-codes';
 import { topicNameError } from '../../protocol/topics';
 import type { StoredWill } from '../../store/types';
 import type { Channel } from '../channel';
-import type { AuthGrant } from '../options';
+import type { AuthGrant, TopicLimits } from '../options';
+import { authHookStep, runAuthStep } from './auth';
 import { messageProperties } from './publish';
 
 type ConnackProperties = NonNullable<ConnackPacket['properties']>;
@@ -22,8 +23,13 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   ch.broker.stats.connectionsTotal++;
 
   if (ch.refusal) return refuse(ch, ch.refusal.reasonCode, ch.refusal.reason);
-  if (version === 5 && props.authenticationMethod !== undefined) {
-    return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${props.authenticationMethod} is not supported`);
+  const authMethod = version === 5 ? props.authenticationMethod : undefined;
+  if (authMethod !== undefined && !ch.broker.hooks.enhancedAuth?.supports(authMethod)) {
+    return refuse(ch, ReasonCode.BadAuthenticationMethod, `authentication method ${authMethod} is not supported`);
+  }
+  const authData = props.authenticationData;
+  if (authMethod !== undefined && authData && authData.length > options.maxAuthDataSize) {
+    return refuse(ch, ReasonCode.PacketTooLarge, `authentication data of ${authData.length} bytes, more than maxAuthDataSize (${options.maxAuthDataSize})`);
   }
   if (version === 5 && props.receiveMaximum === 0) return refuse(ch, ReasonCode.ProtocolError, 'receive maximum 0');
   if (version === 5 && props.maximumPacketSize === 0) return refuse(ch, ReasonCode.ProtocolError, 'maximum packet size 0');
@@ -93,6 +99,22 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
   ch.state = 'authenticating';
   // Mutual TLS with tlsCertAsUsername: the verified certificate names the user, not CONNECT.
   const username = ch.transport.certificateName ?? packet.username;
+  const admission: Admission = { clientId, clean: packet.clean ?? true, expiryInterval, will, connackProps, assignedClientId };
+
+  if (authMethod !== undefined) {
+    ch.authMethod = authMethod;
+    const authenticator = ch.broker.hooks.enhancedAuth!; // supports(authMethod) above
+    const step = authHookStep(ch, () => authenticator.start({ method: authMethod, data: authData, clientId, username, remoteAddress: ch.transport.remoteAddress }));
+    runAuthStep(ch, step, ch.connectDeadline, (end) => {
+      if (end.kind === 'failure') return refuse(ch, end.reasonCode, end.reason);
+      // A certificate already named the user: the exchange may not make it someone else.
+      const certificateName = ch.transport.certificateName;
+      if (certificateName !== undefined && end.username !== certificateName) return refuse(ch, ReasonCode.NotAuthorized, 'authenticated as another user than the certificate names');
+      Object.assign(connackProps, { authenticationMethod: authMethod, authenticationData: end.data } satisfies ConnackProperties);
+      admit(ch, admission, end.username);
+    });
+    return;
+  }
 
   Promise.resolve(
     ch.broker.hooks.authenticate({
@@ -108,26 +130,52 @@ export function handleConnect(ch: Channel, packet: ConnectPacket): void {
       if (ok === false) return refuse(ch, ReasonCode.BadUserNameOrPassword, 'authentication failed');
       if (typeof ok === 'number') return refuse(ch, ok, 'not authorized');
       const grant: AuthGrant = ok === true ? {} : ok;
-      ch.username = grant.username ?? username;
-      ch.topicLimits = grant.limits;
-      // A will is a publish by this client: it may not bypass publish authorization.
-      if (will && !ch.mayPublish(will.message.topic)) {
-        return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
-      }
-      return ch.broker.fetchSession(clientId);
+      admit(ch, admission, grant.username ?? username, grant.limits);
     },
     (e: Error) => {
       ch.broker.log.error({ clientId, err: e.message }, 'authentication hook failed');
       refuse(ch, ReasonCode.ServerUnavailable, 'authentication unavailable');
     },
-  ).then(
+  ).catch((e: Error) => {
+    // A throw in admit (an authorization hook) refuses this client; it must not become an unhandled rejection.
+    if (ch.state !== 'authenticating') return;
+    ch.broker.log.error({ clientId, err: e.message }, 'connection could not be admitted');
+    refuse(ch, ReasonCode.ServerUnavailable, 'authorization unavailable');
+  });
+}
+
+/** What CONNECT asked for, carried from its checks to the CONNACK. */
+interface Admission {
+  clientId: string;
+  clean: boolean;
+  expiryInterval: number;
+  will: StoredWill | undefined;
+  connackProps: ConnackProperties;
+  assignedClientId: string | undefined;
+}
+
+/**
+ * The client is authenticated as `username`, within the topic `limits` its credentials carry:
+ * check its will, open its session, send CONNACK.
+ */
+function admit(ch: Channel, admission: Admission, username: string | undefined, limits?: TopicLimits): void {
+  const { clientId, will, connackProps, assignedClientId } = admission;
+  const version = ch.protocolVersion;
+  const options = ch.options;
+  ch.username = username;
+  ch.topicLimits = limits;
+  // A will is a publish by this client: it may not bypass publish authorization.
+  if (will && !ch.mayPublish(will.message.topic)) {
+    return refuse(ch, ReasonCode.NotAuthorized, 'will topic not authorized');
+  }
+  ch.broker.fetchSession(clientId).then(
     () => {
       if (ch.state !== 'authenticating') return;
       const opened = ch.broker.openSession(ch, {
         clientId,
-        clean: packet.clean ?? true,
-        expiryInterval,
-        protocolVersion: version,
+        clean: admission.clean,
+        expiryInterval: admission.expiryInterval,
+        protocolVersion: ch.protocolVersion,
         will,
       });
       opened.previousOwner?.takenOver();
