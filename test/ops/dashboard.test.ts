@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // (the functions given to page.evaluate and waitForFunction run in the browser)
 // The web dashboard on the admin port, in headless Chromium (Debian's /usr/bin/chromium through
 // puppeteer-core) against a real broker and real mqtt.js clients: a wrong token is told, the
@@ -13,6 +12,16 @@ import type { IDisconnectPacket } from 'mqtt';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { connect, endClient, freePort, skipWithout, startTestBroker, tempDir } from '../helpers';
 import { withTimeout } from '../mqtt-helpers';
+
+// The few browser globals the functions run in the page use, declared for this file only: lib "dom"
+// would put every DOM name in scope of the broker's own compile too.
+interface PageElement {
+  textContent: string | null;
+  hidden: boolean;
+  value: string;
+}
+declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): ArrayLike<PageElement> };
+declare const sessionStorage: { getItem(key: string): string | null };
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dashboard-test-token-0123456789';
@@ -106,9 +115,9 @@ test('dashboard in Chromium: wrong token told; overview, client search, Kick (0x
     await page.click('#login-submit');
     await page.waitForFunction(() => document.querySelector('#login-error')?.textContent !== '');
     assert.match(await page.$eval('#login-error', (e) => e.textContent ?? ''), /Wrong token/);
-    assert.equal(await page.$eval('#overview', (e) => (e as HTMLElement).hidden), true, 'nothing shown behind a wrong token');
+    assert.equal(await page.$eval('#overview', (e) => (e as unknown as PageElement).hidden), true, 'nothing shown behind a wrong token');
 
-    await page.$eval('#token', (e) => ((e as HTMLInputElement).value = ''));
+    await page.$eval('#token', (e) => ((e as unknown as PageElement).value = ''));
     await page.type('#token', TOKEN);
     await page.click('#login-submit');
     await page.waitForSelector('#overview', { visible: true });
