@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
 import { startBroker } from '../../src/index';
 import { defaultConfig } from '../../src/ops/config';
 import { silentLogger } from '../../src/broker/options';
@@ -40,7 +41,47 @@ function issue(dir: string, ca: { cert: string; key: string }, name: string, cn:
   return { cert, key };
 }
 
+/** A client certificate from `ca` that expired yesterday (`openssl x509 -req` cannot back-date: `openssl ca` can). */
+function issueExpired(dir: string, ca: { cert: string; key: string }, name: string, cn: string): { cert: string; key: string } {
+  const key = path.join(dir, `${name}.key`);
+  const csr = path.join(dir, `${name}.csr`);
+  const cert = path.join(dir, `${name}.pem`);
+  const conf = path.join(dir, `${name}.cnf`);
+  fs.writeFileSync(path.join(dir, `${name}.db`), '');
+  fs.writeFileSync(path.join(dir, `${name}.srl`), '01\n');
+  fs.writeFileSync(
+    conf,
+    `[ca]\ndefault_ca = c\n[c]\ndatabase = ${dir}/${name}.db\nnew_certs_dir = ${dir}\nserial = ${dir}/${name}.srl\ndefault_md = sha256\npolicy = p\nx509_extensions = e\n[p]\ncommonName = supplied\n[e]\nextendedKeyUsage = clientAuth\n`,
+  );
+  const asn1Time = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+  const day = 86_400_000;
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${cn}`);
+  openssl('ca', '-batch', '-config', conf, '-cert', ca.cert, '-keyfile', ca.key, '-in', csr, '-out', cert, '-notext', '-startdate', asn1Time(Date.now() - 2 * day), '-enddate', asn1Time(Date.now() - day));
+  return { cert, key };
+}
+
 const runPub = async (args: string[]): Promise<number | null> => (await runClient('mosquitto_pub', args)).status;
+
+/**
+ * Sends a CONNECT over TLS with the client certificate: 'connack' if the broker answers, 'closed' if
+ * the connection ends first (a refused certificate: with TLS 1.3 the client learns of it only after
+ * its handshake, so mqtt.js does not report it as a connect error).
+ */
+function tlsOutcome(port: number, ca: string, client: { cert: string; key: string }): Promise<'connack' | 'closed'> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(ca), cert: fs.readFileSync(client.cert), key: fs.readFileSync(client.key) });
+    const timer = setTimeout(() => reject(new Error('neither a CONNACK nor a close within 5 s')), 5000);
+    const end = (outcome: 'connack' | 'closed') => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(outcome);
+    };
+    s.on('secureConnect', () => s.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'tls-probe', keepalive: 0 })));
+    s.on('data', (d: Buffer) => end(d[0] === 0x20 ? 'connack' : 'closed'));
+    s.on('error', () => end('closed'));
+    s.on('close', () => end('closed'));
+  });
+}
 
 function fingerprint(port: number, ca: string, client: { cert: string; key: string }): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -52,13 +93,14 @@ function fingerprint(port: number, ca: string, client: { cert: string; key: stri
   });
 }
 
-test('mutual TLS: a certificate from the CA gets in with its CN as user name (ACL applies); none or a foreign one does not; the server certificate reloads', async () => {
+test('mutual TLS: a certificate from the CA gets in with its CN as user name (ACL applies); none, a foreign or an expired one does not; the server certificate reloads', async () => {
   const dir = tempDir('iotb-mtls-');
   const ca = makeCa(dir, 'device-ca');
   const foreignCa = makeCa(dir, 'other-ca');
   const server = issue(dir, ca, 'server', 'localhost', SERVER_EXT);
   const device = issue(dir, ca, 'device', 'device-42', CLIENT_EXT);
   const stranger = issue(dir, foreignCa, 'stranger', 'device-42', CLIENT_EXT);
+  const expired = issueExpired(dir, ca, 'expired', 'device-42');
   const acl = path.join(dir, 'acl');
   fs.writeFileSync(acl, 'user device-42\ntopic readwrite dev/42/#\n');
   const tlsPort = await freePort();
@@ -81,6 +123,7 @@ test('mutual TLS: a certificate from the CA gets in with its CN as user name (AC
       assert.equal(await got, 'from mosquitto_pub');
       assert.notEqual(await runPub([...base, '-t', 'dev/42/t', '-m', 'no certificate']), 0, 'no client certificate got in');
       assert.notEqual(await runPub([...base, '--cert', stranger.cert, '--key', stranger.key, '-t', 'dev/42/t', '-m', 'foreign CA']), 0, 'a certificate from another CA got in');
+      assert.notEqual(await runPub([...base, '--cert', expired.cert, '--key', expired.key, '-t', 'dev/42/t', '-m', 'expired']), 0, 'an expired certificate got in');
     } else {
       const pub = await mqtt.connectAsync({ ...tlsClient, clientId: 'pub-42', cert: fs.readFileSync(device.cert), key: fs.readFileSync(device.key) });
       await pub.publishAsync('dev/42/t', 'from mqtt.js', { qos: 1 });
@@ -88,6 +131,8 @@ test('mutual TLS: a certificate from the CA gets in with its CN as user name (AC
       await pub.endAsync();
     }
     await assert.rejects(mqtt.connectAsync({ ...tlsClient, clientId: 'nocert' }), 'no client certificate got in (mqtt.js)');
+    assert.equal(await tlsOutcome(tlsPort, ca.cert, expired), 'closed', 'an expired certificate got in');
+    assert.equal(await tlsOutcome(tlsPort, ca.cert, device), 'connack', 'the same handshake with a valid certificate');
 
     // Reload: a new server certificate is served to new connections without a restart.
     const before = await fingerprint(tlsPort, ca.cert, device);
