@@ -25,11 +25,11 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
       [5, '+/b/+', [['rt/b/c', 'deep']]],
       [3, '#', [['rt/a', 'second'], ['rt/b/c', 'deep'], ['other/x', 'elsewhere']]],
     ] as const) {
-      const { client } = await RawClient.connect(b.port, { clientId: `rs-${filter}`, protocolVersion });
+      const { client } = await RawClient.connect(b.port, protocolVersion, { clientId: `rs-${filter}` });
       track(client);
       client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 1 }] });
-      await client.next('suback');
-      const got = (await client.take('publish', expected.length)).map(asPublish);
+      await client.take('suback');
+      const got = (await client.takeMany('publish', expected.length)).map(asPublish);
       await client.expectNone('publish', 50);
       assert.deepEqual(
         got.map((p) => [p.topic, p.payload.toString()]).sort(),
@@ -62,11 +62,11 @@ test('retained delivery: QoS is the minimum of the message and subscription QoS;
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rq-pub' }));
     await pub.publishAsync('rq/2', 'two', { qos: 2, retain: true });
-    const { client } = await RawClient.connect(b.port, { clientId: 'rq', protocolVersion: 5 });
+    const { client } = await RawClient.connect(b.port, 5, { clientId: 'rq' });
     track(client);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rq/+', qos: 1 }], properties: { subscriptionIdentifier: 5 } });
-    await client.next('suback');
-    const p = asPublish(await client.next('publish'));
+    await client.take('suback');
+    const p = asPublish(await client.take('publish'));
     assert.equal(p.qos, 1);
     assert.equal(p.retain, true);
     assert.deepEqual(p.properties?.subscriptionIdentifier, 5);
@@ -92,10 +92,10 @@ test('retained messages are not sent for a shared subscription', async () => {
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rsh-pub' }));
     await pub.publishAsync('rsh/a', 'kept', { qos: 1, retain: true });
-    const { client } = await RawClient.connect(b.port, { clientId: 'rsh', protocolVersion: 5 });
+    const { client } = await RawClient.connect(b.port, 5, { clientId: 'rsh' });
     track(client);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/rsh/#', qos: 1 }] });
-    await client.next('suback');
+    await client.take('suback');
     await client.expectNone('publish', 150);
   });
 });

@@ -42,9 +42,9 @@ test('shared subscription: each message goes to exactly one member, load-balance
 
 test('shared subscription: unacknowledged QoS 1 messages of a member that disconnects go to another member', async () => {
   await withBroker(async (b, track) => {
-    const { client: silent } = await RawClient.connect(b.port, { clientId: 'silent', protocolVersion: 5 });
+    const { client: silent } = await RawClient.connect(b.port, 5, { clientId: 'silent' });
     silent.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/work/jobs', qos: 1 }] });
-    assert.deepEqual(((await silent.next('suback')) as ISubackPacket).granted, [1]);
+    assert.deepEqual(((await silent.take('suback')) as ISubackPacket).granted, [1]);
     const worker = track(await connect(b.port, { protocolVersion: 5, clientId: 'worker' }));
     const gw = collect(worker);
     await worker.subscribeAsync('$share/work/jobs', { qos: 1 });
@@ -52,9 +52,9 @@ test('shared subscription: unacknowledged QoS 1 messages of a member that discon
     const n = 6;
     for (let i = 0; i < n; i++) await pub.publishAsync('jobs', `job-${i}`, { qos: 1 });
     // Round robin: half each. The silent member acknowledges nothing and drops its connection.
-    const withheld = (await silent.take('publish', n / 2)).map((p) => asPublish(p).payload.toString());
+    const withheld = (await silent.takeMany('publish', n / 2)).map((p) => asPublish(p).payload.toString());
     await gw.waitFor(n / 2);
-    silent.destroy();
+    await silent.destroy();
     const all = await gw.waitFor(n);
     await sleep(150);
     const workerJobs = all.map((m) => m.payload.toString());
@@ -66,20 +66,20 @@ test('shared subscription: unacknowledged QoS 1 messages of a member that discon
 
 test('shared subscription: a persistent member that disconnects hands its unacknowledged messages over too', async () => {
   await withBroker(async (b, track) => {
-    const first = await RawClient.connect(b.port, { clientId: 'pm', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+    const first = await RawClient.connect(b.port, 5, { clientId: 'pm', clean: false, properties: { sessionExpiryInterval: 60 } });
     first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/p/pj', qos: 1 }] });
-    await first.client.next('suback');
+    await first.client.take('suback');
     const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'pother' }));
     const go = collect(other);
     await other.subscribeAsync('$share/p/pj', { qos: 1 });
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pj-pub' }));
     for (let i = 0; i < 4; i++) await pub.publishAsync('pj', `j${i}`, { qos: 1 });
-    const held = (await first.client.take('publish', 2)).map((p) => asPublish(p).payload.toString());
-    first.client.destroy();
+    const held = (await first.client.takeMany('publish', 2)).map((p) => asPublish(p).payload.toString());
+    await first.client.destroy();
     const got = await go.waitFor(4);
     assert.deepEqual(got.map((m) => m.payload.toString()).sort(), ['j0', 'j1', 'j2', 'j3'], `held ${held}`);
     // The persistent member reconnects: its handed-over messages are not sent again.
-    const back = await RawClient.connect(b.port, { clientId: 'pm', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60 } });
+    const back = await RawClient.connect(b.port, 5, { clientId: 'pm', clean: false, properties: { sessionExpiryInterval: 60 } });
     track(back.client);
     await back.client.expectNone('publish', 200);
   });
@@ -109,9 +109,9 @@ test('shared subscription: members of a group with different filters are separat
 
 test('shared subscription: No Local on a shared subscription is a protocol error (DISCONNECT 0x82)', async () => {
   await withBroker(async (b) => {
-    const { client } = await RawClient.connect(b.port, { clientId: 'snl', protocolVersion: 5 });
+    const { client } = await RawClient.connect(b.port, 5, { clientId: 'snl' });
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/x', qos: 1, nl: true }] });
-    const d = await client.next('disconnect');
+    const d = await client.take('disconnect');
     assert.equal(d.cmd === 'disconnect' && d.reasonCode, 0x82);
     await client.waitClosed();
   });
@@ -119,10 +119,10 @@ test('shared subscription: No Local on a shared subscription is a protocol error
 
 test('shared subscription: a QoS 2 delivery in progress is not handed to another member; it completes on reconnect (MQTT-4.8.2-4)', async () => {
   await withBroker(async (b, track) => {
-    const persistentMember = { clientId: 'q2m', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 60 } };
-    const first = await RawClient.connect(b.port, persistentMember);
+    const persistentMember = { clientId: 'q2m', clean: false, properties: { sessionExpiryInterval: 60 } };
+    const first = await RawClient.connect(b.port, 5, persistentMember);
     first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/q2/work', qos: 2 }] });
-    await first.client.next('suback');
+    await first.client.take('suback');
     const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2other' }));
     const go = collect(other);
     await other.subscribeAsync('$share/q2/work', { qos: 2 });
@@ -130,15 +130,15 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     await pub.publishAsync('work', 'a', { qos: 2 });
     await pub.publishAsync('work', 'b', { qos: 2 });
     // One of them went to the raw member, which now drops the connection without PUBREC.
-    const held = asPublish(await first.client.next('publish'));
+    const held = asPublish(await first.client.take('publish'));
     await go.waitFor(1);
-    first.client.destroy();
+    await first.client.destroy();
     await first.client.waitClosed();
     await sleep(200);
     assert.deepEqual(go.messages.map((m) => m.payload.toString()), [held.payload.toString() === 'a' ? 'b' : 'a']);
-    const back = await RawClient.connect(b.port, persistentMember);
+    const back = await RawClient.connect(b.port, 5, persistentMember);
     track(back.client);
-    const again = asPublish(await back.client.next('publish'));
+    const again = asPublish(await back.client.take('publish'));
     assert.equal(again.payload.toString(), held.payload.toString());
     assert.equal(again.messageId, held.messageId);
     assert.equal(again.dup, true);
@@ -149,14 +149,13 @@ test('shared subscription: QoS 1 messages queued for a member whose session expi
   await withBroker(async (b, track) => {
     const member = (clientId: string, sessionExpiryInterval: number) => ({
       clientId,
-      protocolVersion: 5 as const,
       clean: false,
       properties: { sessionExpiryInterval },
     });
     for (const [id, expiry] of [['short', 1], ['long', 60]] as const) {
-      const c = await RawClient.connect(b.port, member(id, expiry));
+      const c = await RawClient.connect(b.port, 5, member(id, expiry));
       c.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/e/exp', qos: 1 }] });
-      await c.client.next('suback');
+      await c.client.take('suback');
       c.client.send({ cmd: 'disconnect' });
       await c.client.waitClosed();
     }
@@ -164,12 +163,12 @@ test('shared subscription: QoS 1 messages queued for a member whose session expi
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'exp-pub' }));
     await pub.publishAsync('exp', 'm1', { qos: 1 });
     await pub.publishAsync('exp', 'm2', { qos: 1 });
-    const back = await RawClient.connect(b.port, member('long', 60));
+    const back = await RawClient.connect(b.port, 5, member('long', 60));
     track(back.client);
-    const mine = asPublish(await back.client.next('publish'));
+    const mine = asPublish(await back.client.take('publish'));
     back.client.send({ cmd: 'puback', messageId: mine.messageId });
     // The other member's session expires: its message is handed over.
-    const handed = asPublish(await back.client.next('publish', 5000));
+    const handed = asPublish(await back.client.take('publish', undefined, 5000));
     back.client.send({ cmd: 'puback', messageId: handed.messageId });
     assert.deepEqual([mine.payload.toString(), handed.payload.toString()].sort(), ['m1', 'm2']);
   });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { ConnectPacket, ProtocolVersion } from '../../src/protocol/packets';
 import { sleep, startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 
 type Will = NonNullable<ConnectPacket['will']>;
 const will = (topic: string, payload: string, properties?: Will['properties']): Will => ({ topic, payload, qos: 1, retain: false, properties });

@@ -12,7 +12,7 @@ import type { Logger } from '../../src/broker/options';
 import { PasswordFile } from '../../src/auth/password-file';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { runClient, skipWithout, tempDir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'src', 'cli.js');
