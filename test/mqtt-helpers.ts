@@ -1,8 +1,10 @@
 import net from 'node:net';
+import assert from 'node:assert/strict';
 import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import type { ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS, SubackPacket } from '../src/protocol/packets';
-import { startTestBroker } from './helpers';
+import { startTestBroker, type Collected } from './helpers';
+import { waitUntil } from './guarantees/wait';
 
 export type TestBroker = Awaited<ReturnType<typeof startTestBroker>>;
 
@@ -395,4 +397,51 @@ export function once(client: MqttClient, event: 'close' | 'connect' | 'offline' 
     timeoutMs,
     `no '${event}' within ${timeoutMs} ms`,
   );
+}
+
+/**
+ * mqtt.js: sends PINGREQ on the client's connection and resolves at the PINGRESP. As with
+ * `RawClient.ping`, whatever the broker had to send this connection before has then arrived.
+ * (mqtt.js pings on its own only after a keep-alive period of silence, far longer than a test.)
+ */
+export function pingBroker(client: MqttClient, timeoutMs = 5000): Promise<void> {
+  let onPacket: ((p: Packet) => void) | undefined;
+  const pong = new Promise<void>((resolve) => {
+    onPacket = (p: Packet) => {
+      if (p.cmd === 'pingresp') resolve();
+    };
+    client.on('packetreceive', onPacket);
+  });
+  client.sendPing();
+  return withTimeout(pong, timeoutMs, `no PINGRESP within ${timeoutMs} ms`).finally(() => client.off('packetreceive', onPacket!));
+}
+
+/**
+ * mqtt.js counterpart of `RawClient.expectNothingBefore`: fails if, by the time the broker
+ * answers a PINGREQ sent now, more PUBLISH packets reached `client` than `got.messages` holds.
+ * The packets are counted, not the messages: mqtt.js hands a QoS 2 message over only at its
+ * PUBREL, which may come after the PINGRESP. For a message another connection causes, first make
+ * sure the broker has handled that connection's packets (its acknowledgement, or `pingBroker`).
+ */
+export async function expectNothingMore(client: MqttClient, got: Collected): Promise<void> {
+  await pingBroker(client);
+  const extra = got.arrived.slice(got.messages.length);
+  assert.equal(got.arrived.length, got.messages.length, `unexpected PUBLISH: ${extra.map((p) => `${p.topic} ${p.payload.toString()}`).join(', ')}`);
+}
+
+let markers = 0;
+
+/**
+ * mqtt.js: publishes a marker message at QoS 1 on `topic` through `publisher` and waits until it
+ * reaches the client `got` collects for (which must be subscribed to `topic`); returns the
+ * PUBLISH packets that arrived there before it. The broker routes messages in the order it
+ * handles them and sends each client its queue in order, so whatever it routed to that client
+ * before the marker (a will, a handed-over message) has arrived by then.
+ */
+export async function arrivedBeforeMarker(publisher: MqttClient, topic: string, got: Collected, timeoutMs = 5000): Promise<PublishPacket[]> {
+  const payload = `marker-${++markers}`;
+  const isMarker = (p: PublishPacket) => p.payload.toString() === payload;
+  await publisher.publishAsync(topic, payload, { qos: 1 });
+  await waitUntil(() => got.arrived.some(isMarker), `marker ${payload} on ${topic}`, timeoutMs);
+  return got.arrived.slice(0, got.arrived.findIndex(isMarker));
 }

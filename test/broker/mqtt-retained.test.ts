@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IPublishPacket, Packet } from 'mqtt-packet';
-import { collect, connect, endClient, sleep, startTestBroker } from '../helpers';
-import { RawClient, withBroker } from '../mqtt-helpers';
+import { collect, connect, endClient, startTestBroker } from '../helpers';
+import { RawClient, expectNothingMore, pingBroker, withBroker } from '../mqtt-helpers';
 
 function asPublish(p: Packet): IPublishPacket {
   assert.equal(p.cmd, 'publish');
@@ -30,7 +30,7 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
       client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 1 }] });
       await client.take('suback');
       const got = (await client.takeMany('publish', expected.length)).map(asPublish);
-      await client.expectNone('publish', 50);
+      await client.expectNothingBefore();
       assert.deepEqual(
         got.map((p) => [p.topic, p.payload.toString()]).sort(),
         expected.map((e) => [...e]).sort(),
@@ -53,7 +53,7 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
     const g = collect(later);
     await later.subscribeAsync('rt/#', { qos: 1 });
     const ms = await g.waitFor(1);
-    await sleep(100);
+    await expectNothingMore(later, g);
     assert.deepEqual(ms.map((m) => m.topic), ['rt/b/c']);
   });
 });
@@ -96,7 +96,7 @@ test('retained messages are not sent for a shared subscription', async () => {
     track(client);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/rsh/#', qos: 1 }] });
     await client.take('suback');
-    await client.expectNone('publish', 150);
+    await client.expectNothingBefore();
   });
 });
 
@@ -109,7 +109,8 @@ test('retained messages survive a broker restart with the same data directory', 
     await pub.publishAsync('rr/b', 'gone', { qos: 1, retain: true });
     await pub.publishAsync('rr/b', '', { qos: 1, retain: true });
     await pub.publishAsync('rr/c', 'q0', { qos: 0, retain: true });
-    await sleep(50); // QoS 0 retained changes commit in the background
+    // Handled by the PINGRESP: the QoS 0 retained change is then being committed, and stop waits for that.
+    await pingBroker(pub);
     await endClient(pub);
     await b.stop();
 
@@ -118,7 +119,7 @@ test('retained messages survive a broker restart with the same data directory', 
     const g = collect(sub);
     await sub.subscribeAsync('rr/#', { qos: 1 });
     const ms = await g.waitFor(2);
-    await sleep(100);
+    await expectNothingMore(sub, g);
     assert.deepEqual(ms.map((m) => [m.topic, m.payload.toString(), m.packet.retain]).sort(), [
       ['rr/a', 'kept', true],
       ['rr/c', 'q0', true],

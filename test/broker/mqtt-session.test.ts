@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IConnackPacket, IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
-import { collect, connect, endClient, sleep, startTestBroker } from '../helpers';
-import { RawClient, withBroker } from '../mqtt-helpers';
+import { collect, connect, endClient, startTestBroker } from '../helpers';
+import { RawClient, expectNothingMore, withBroker } from '../mqtt-helpers';
 
 function asPublish(p: Packet): IPublishPacket {
   assert.equal(p.cmd, 'publish');
@@ -43,7 +43,7 @@ for (const v of [4, 5] as const) {
       c2.client.send({ cmd: 'pubrec', messageId: got[1].messageId });
       await c2.client.take('pubrel');
       c2.client.send({ cmd: 'pubcomp', messageId: got[1].messageId });
-      await c2.client.expectNone('publish', 100);
+      await c2.client.expectNothingBefore(); // the QoS 0 message was not queued
       // Still subscribed: live messages keep coming.
       await pub.publishAsync('ps/c', 'live', { qos: 0 });
       assert.equal(asPublish(await c2.client.take('publish')).payload.toString(), 'live');
@@ -86,8 +86,8 @@ for (const v of [4, 5] as const) {
       c2.client.send({ cmd: 'pingreq' });
       await c2.client.take('pingresp');
       assert.equal(b.broker.sessions.get('dup')!.outbound.inflightCount, 0);
-      await c2.client.expectNone('publish', 100);
-      await c2.client.expectNone('pubrel', 0);
+      await c2.client.expectNothingBefore();
+      await c2.client.expectNothingBefore('ping', 'pubrel');
     });
   });
 
@@ -110,7 +110,7 @@ for (const v of [4, 5] as const) {
       assert.equal(comp.messageId, 42);
       assert.ok(comp.cmd === 'pubcomp' && (comp.reasonCode === undefined || comp.reasonCode === 0));
       await g.waitFor(1);
-      await sleep(150);
+      await expectNothingMore(sub, g);
       assert.equal(g.messages.length, 1);
     });
   });
@@ -125,14 +125,14 @@ test('3.1.1: clean session = 1 after a persistent session discards it (no queued
     await pub.publishAsync('cs', 'queued', { qos: 1 });
     const c2 = await RawClient.connect(b.port, 4, { clientId: 'cs', clean: true });
     assert.equal((c2.connack as IConnackPacket).sessionPresent, false);
-    await c2.client.expectNone('publish', 150);
+    await c2.client.expectNothingBefore();
     c2.client.send({ cmd: 'disconnect' });
     await c2.client.waitClosed();
     const c3 = await RawClient.connect(b.port, 4, { clientId: 'cs', clean: false });
     track(c3.client);
     assert.equal((c3.connack as IConnackPacket).sessionPresent, false);
     await pub.publishAsync('cs', 'after', { qos: 1 });
-    await c3.client.expectNone('publish', 150);
+    await c3.client.expectNothingBefore();
   });
 });
 
@@ -170,7 +170,7 @@ for (const [queueOverflow, expected] of [
         track(client);
         const got = (await client.takeMany('publish', 3)).map((p) => asPublish(p).payload.toString());
         assert.deepEqual(got, expected);
-        await client.expectNone('publish', 100);
+        await client.expectNothingBefore();
         assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
       },
       { maxQueuedMessages: 3, queueOverflow },
@@ -257,7 +257,7 @@ test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and th
         assert.equal((await p2.client.take('pubrec')).messageId, 2);
         p2.client.send({ cmd: 'pubrel', messageId: 2 });
         assert.equal((await p2.client.take('pubcomp')).messageId, 2);
-        await s2.client.expectNone('publish', 200);
+        await s2.client.expectNothingBefore();
       } finally {
         await p2.client.destroy();
       }
@@ -279,10 +279,10 @@ test('maxInflight bounds unacknowledged deliveries to a 3.1.1 client too', async
       const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'mi-pub' }));
       for (let i = 0; i < 4; i++) await pub.publishAsync('mi', String(i), { qos: 1 });
       const first = (await client.takeMany('publish', 2)).map(asPublish);
-      await client.expectNone('publish', 150);
+      await client.expectNothingBefore();
       client.send({ cmd: 'puback', messageId: first[0].messageId });
       assert.equal(asPublish(await client.take('publish')).payload.toString(), '2');
-      await client.expectNone('publish', 100);
+      await client.expectNothingBefore();
     },
     { maxInflight: 2 },
   );

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
-import { collect, connect, sleep } from '../helpers';
-import { RawClient, withBroker } from '../mqtt-helpers';
+import { collect, connect } from '../helpers';
+import { waitUntil } from '../guarantees/wait';
+import { RawClient, arrivedBeforeMarker, expectNothingMore, payloads, pingBroker, withBroker } from '../mqtt-helpers';
 
 function asPublish(p: Packet): IPublishPacket {
   assert.equal(p.cmd, 'publish');
@@ -26,9 +27,8 @@ test('shared subscription: each message goes to exactly one member, load-balance
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'shp' }));
     const n = 10;
     for (let i = 0; i < n; i++) await pub.publishAsync(`sh/${i}`, String(i), { qos: 1 });
-    await gp.waitFor(n);
-    await go.waitFor(n);
-    await sleep(150);
+    // Every publish was acknowledged, so routed: each member's share is there by its PINGRESP.
+    for (const c of [m1, m2, other, plain]) await pingBroker(c);
     const a = g1.messages.map((m) => Number(m.payload.toString()));
     const c = g2.messages.map((m) => Number(m.payload.toString()));
     assert.deepEqual([...a, ...c].sort((x, y) => x - y), Array.from({ length: n }, (_, i) => i), 'each message to exactly one member of g');
@@ -56,7 +56,7 @@ test('shared subscription: unacknowledged QoS 1 messages of a member that discon
     await gw.waitFor(n / 2);
     await silent.destroy();
     const all = await gw.waitFor(n);
-    await sleep(150);
+    await expectNothingMore(worker, gw); // each withheld job handed over once
     const workerJobs = all.map((m) => m.payload.toString());
     assert.deepEqual([...workerJobs].sort(), Array.from({ length: n }, (_, i) => `job-${i}`), `withheld ${withheld}`);
     // The handed-over messages keep their QoS.
@@ -81,7 +81,7 @@ test('shared subscription: a persistent member that disconnects hands its unackn
     // The persistent member reconnects: its handed-over messages are not sent again.
     const back = await RawClient.connect(b.port, 5, { clientId: 'pm', clean: false, properties: { sessionExpiryInterval: 60 } });
     track(back.client);
-    await back.client.expectNone('publish', 200);
+    await back.client.expectNothingBefore();
   });
 });
 
@@ -101,7 +101,8 @@ test('shared subscription: members of a group with different filters are separat
     for (let i = 0; i < 4; i++) await pub.publishAsync('us/x', String(i), { qos: 1 });
     await ga.waitFor(4);
     await gd.waitFor(4);
-    await sleep(100);
+    await expectNothingMore(a, ga);
+    await expectNothingMore(c, gc);
     assert.equal(gc.messages.length, 0);
     assert.equal(ga.messages.length, 4);
   });
@@ -126,6 +127,7 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     const other = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2other' }));
     const go = collect(other);
     await other.subscribeAsync('$share/q2/work', { qos: 2 });
+    await other.subscribeAsync('q2/marker', { qos: 1 });
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'q2pub' }));
     await pub.publishAsync('work', 'a', { qos: 2 });
     await pub.publishAsync('work', 'b', { qos: 2 });
@@ -133,9 +135,10 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     const held = asPublish(await first.client.take('publish'));
     await go.waitFor(1);
     await first.client.destroy();
-    await first.client.waitClosed();
-    await sleep(200);
-    assert.deepEqual(go.messages.map((m) => m.payload.toString()), [held.payload.toString() === 'a' ? 'b' : 'a']);
+    // Once the broker has seen the close, a hand-over would be queued for the other member before a marker.
+    await waitUntil(() => b.broker.sessions.get('q2m')?.online === false, 'the broker to see the close');
+    const before = await arrivedBeforeMarker(pub, 'q2/marker', go);
+    assert.deepEqual(payloads(before), [held.payload.toString() === 'a' ? 'b' : 'a']);
     const back = await RawClient.connect(b.port, 5, persistentMember);
     track(back.client);
     const again = asPublish(await back.client.take('publish'));
