@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
-import { collect, connect, endClient, freePort, sleep } from '../helpers';
+import { collect, connect, endClient, freePort } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
-import { RawClient, withBroker } from '../mqtt-helpers';
+import { RawClient, arrivedBeforeMarker, withBroker } from '../mqtt-helpers';
 import type { BrokerHooks } from '../../src/broker/options';
 
 function asPublish(p: Packet): IPublishPacket {
@@ -93,8 +93,8 @@ test('authorization hooks: refused SUBSCRIBE gets 0x87 (3.1.1: 0x80), refused PU
       assert.deepEqual(((await v4.client.take('suback')) as ISubackPacket).granted, [0x80]);
       v4.client.send({ cmd: 'publish', topic: 'secret/y', payload: Buffer.from('no'), qos: 1, messageId: 2, dup: false, retain: false });
       await v4.client.take('puback');
-      await sleep(100);
-      assert.equal(g.messages.length, 0);
+      // Had a refused PUBLISH been routed, it would be queued for the watcher before this marker.
+      assert.deepEqual(await arrivedBeforeMarker(watcher, 'marker', g), []);
     },
     {},
     { hooks },
@@ -150,7 +150,7 @@ test('on reconnect the broker re-sends no more unacknowledged PUBLISHes than the
     track(c2.client);
     const first = (await c2.client.takeMany('publish', 2)).map(asPublish);
     assert.deepEqual(first.map((p) => [p.payload.toString(), p.dup]), [['0', true], ['1', true]]);
-    await c2.client.expectNone('publish', 150);
+    await c2.client.expectNothingBefore();
     // Each acknowledgement lets one more through, in order and still marked DUP.
     const rest: string[] = [];
     let last = first[1];
@@ -358,8 +358,10 @@ test('a will on a topic the client may not publish to is refused at CONNECT (MQT
       const ok = await RawClient.connect(b.port, 5, { clientId: 'sw-ok', will: { ...will, topic: 'open/will' } });
       assert.equal((ok.connack as IConnackPacket).reasonCode, 0);
       await ok.client.destroy();
-      await sleep(150);
-      assert.equal(g.messages.length, 0);
+      await waitUntil(() => !b.broker.sessions.has('sw-ok'), 'the broker to see the close');
+      // A will (published with the close) on a watched topic would be queued before this marker.
+      await watcher.subscribeAsync('marker', { qos: 1 });
+      assert.deepEqual(await arrivedBeforeMarker(watcher, 'marker', g), []);
       assert.equal(b.broker.retained.has('secret/will'), false);
     },
     {},

@@ -4,7 +4,7 @@ import type { IClientOptions, MqttClient } from 'mqtt';
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { collect, connect, sleep } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
-import { RawClient, withBroker, type TestBroker } from '../mqtt-helpers';
+import { RawClient, arrivedBeforeMarker, payloads, withBroker, type TestBroker } from '../mqtt-helpers';
 
 type Watcher = ReturnType<typeof collect> & { client: MqttClient };
 
@@ -34,8 +34,9 @@ for (const protocolVersion of [3, 4, 5] as const) {
       assert.equal(m.payload.toString(), 'lost');
       assert.equal(m.packet.qos, 1);
       cut.end(true);
-      await sleep(150);
-      assert.equal(w.messages.length, 1);
+      // The broker has ended the normal session: a will it published would be queued before the marker.
+      await waitUntil(() => !b.broker.sessions.has('normal'), 'the broker to end the normal session');
+      assert.deepEqual(payloads(await arrivedBeforeMarker(w.client, 'will/marker', w)), ['lost']);
     });
   });
 }
@@ -78,8 +79,8 @@ test('MQTT 5 DISCONNECT with reason 0x04 publishes the will; with 0x00 it does n
     assert.equal(m.payload.toString(), 'asked');
     assert.equal(m.packet.properties?.contentType, 'text/plain');
     assert.deepEqual({ ...m.packet.properties?.userProperties }, { k: 'v' });
-    await sleep(100);
-    assert.equal(w.messages.length, 1);
+    await waitUntil(() => !b.broker.sessions.has('wd0'), 'the broker to end the session of wd0');
+    assert.deepEqual(payloads(await arrivedBeforeMarker(w.client, 'wd/marker', w)), ['asked']);
   });
 });
 
@@ -89,7 +90,7 @@ test('a retained will becomes the retained message of its topic', async () => {
     c.stream.destroy();
     c.end(true);
     // A later subscriber gets it as a retained message.
-    for (let i = 0; i < 50 && !b.broker.retained.has('status/rw'); i++) await sleep(20);
+    await waitUntil(() => b.broker.retained.has('status/rw'), 'the will to be retained');
     const late = track(await connect(b.port, { protocolVersion: 5, clientId: 'late' }));
     const g = collect(late);
     await late.subscribeAsync('status/+', { qos: 1 });
@@ -156,11 +157,10 @@ test('session takeover publishes the first connection\'s will (no delay), and th
     const [m] = await w.waitFor(1);
     assert.equal(m.topic, 'wt/1');
     await first.client.waitClosed();
-    await sleep(100);
-    assert.equal(w.messages.length, 1, "the first connection's close does not fire the second's will");
+    assert.deepEqual(payloads(await arrivedBeforeMarker(w.client, 'wt/marker', w)), ['first'], "the first connection's close does not fire the second's will");
     await second.client.destroy();
-    const ms = await w.waitFor(2);
-    assert.equal(ms[1].topic, 'wt/2');
+    const ms = await w.waitFor(3);
+    assert.deepEqual(ms.map((x) => x.topic), ['wt/1', 'wt/marker', 'wt/2']);
   });
 });
 
