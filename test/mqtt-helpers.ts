@@ -190,13 +190,6 @@ export class RawClient {
     if (unexpected.length > 0) throw new Error(`unexpected ${cmd} before the ${mark.cmd}: ${this.summary(unexpected)}`);
   }
 
-  /** Fails if a packet of `cmd` arrived within `ms`. (Being replaced by `expectNothingBefore`.) */
-  async expectNone(cmd: Packet['cmd'], ms: number): Promise<void> {
-    await new Promise((r) => setTimeout(r, ms));
-    const p = this.untaken().find((x) => x.cmd === cmd);
-    if (p) throw new Error(`unexpected ${cmd}: ${this.summary([p])}`);
-  }
-
   /** Waits (bounded) for the first received, not yet taken packet of type `cmd` matching `pred`. */
   take<C extends Packet['cmd']>(cmd: C, pred: (p: PacketOf<C>) => boolean = () => true, timeoutMs = 5000): Promise<PacketOf<C>> {
     const find = (): PacketOf<C> | undefined => {
