@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
 import { collect, connect, endClient, freePort } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
-import { RawClient, arrivedBeforeMarker, withBroker } from '../mqtt-helpers';
+import { RawClient, arrivedBeforeMarker, payloads, withBroker } from '../mqtt-helpers';
 import type { BrokerHooks } from '../../src/broker/options';
 
 function asPublish(p: Packet): IPublishPacket {
@@ -313,28 +313,54 @@ test('an authentication hook that fails is answered with "server unavailable" (M
 });
 
 test('packets sent right behind CONNECT (before CONNACK) are processed after it, in order', async () => {
-  await withBroker(async (b, track) => {
-    const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pipe-pub' }));
-    await pub.publishAsync('pipe/r', 'retained', { qos: 1, retain: true });
-    const raw = track(await RawClient.open(b.port, 5));
-    raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'pipe', clean: true, keepalive: 0 });
-    raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pipe/#', qos: 1 }] });
-    raw.send({ cmd: 'publish', topic: 'pipe/x', payload: Buffer.from('own'), qos: 1, messageId: 2, dup: false, retain: false });
-    raw.send({ cmd: 'pingreq' });
-    raw.onPacket((p) => {
-      if (p.cmd === 'publish' && p.qos === 1) raw.send({ cmd: 'puback', messageId: p.messageId });
-    });
-    await waitUntil(() => raw.received.length >= 6, 'six packets');
-    const order = raw.received.slice(0, 6).map((p) => (p.cmd === 'publish' ? `publish:${p.payload.toString()}` : p.cmd));
-    // CONNACK first; retained messages follow the SUBACK. (PINGRESP is not ordered with acks.)
-    assert.equal(order[0], 'connack', order.join(','));
-    assert.ok(order.indexOf('suback') < order.indexOf('publish:retained'), order.join(','));
-    assert.ok(order.includes('puback') && order.includes('pingresp'), order.join(','));
-    // In request order: the SUBACK before the PUBLISH's PUBACK, and the PUBLISH routed after the
-    // SUBSCRIBE took effect (its own message reached the new subscription).
-    assert.ok(order.indexOf('suback') < order.indexOf('puback'), order.join(','));
-    assert.deepEqual(order.filter((c) => c.startsWith('publish')).sort(), ['publish:own', 'publish:retained']);
-  });
+  // Authentication waits until the test lets it go: what follows the CONNECT is held (or unread) until the CONNACK.
+  let release = (): void => undefined;
+  let asked = false;
+  const gate = new Promise<boolean>((resolve) => (release = () => resolve(true)));
+  const hooks: BrokerHooks = {
+    authenticate: ({ clientId }) => (clientId === 'pipe' ? ((asked = true), gate) : true),
+    authorizePublish: () => true,
+    authorizeSubscribe: () => true,
+  };
+  await withBroker(
+    async (b, track) => {
+      const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pipe-pub' }));
+      await pub.publishAsync('pipe/r', 'retained', { qos: 1, retain: true });
+      const raw = track(await RawClient.open(b.port, 5));
+      raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'pipe', clean: true, keepalive: 0 });
+      raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'pipe/#', qos: 2 }] });
+      // Enough publishes, at QoS 0, 1 and 2 in turn, that handling them out of order would show.
+      const n = 60;
+      for (let i = 0; i < n; i++) {
+        const qos = (i % 3) as 0 | 1 | 2;
+        raw.send({ cmd: 'publish', topic: 'pipe/x', payload: Buffer.from(String(i)), qos, messageId: qos > 0 ? 100 + i : undefined, dup: false, retain: false });
+      }
+      await waitUntil(() => asked, 'the CONNECT to reach authentication');
+      release();
+      const delivered = payloads(await raw.takeMany('publish', n + 1));
+      const cmds = raw.received.map((p) => p.cmd);
+      assert.equal(cmds[0], 'connack', cmds.join(','));
+      // The SUBSCRIBE was handled first: SUBACK before any acknowledgement and before the retained
+      // message, and every publish reached the new subscription, in the order sent.
+      const acks = raw.received.filter((p) => p.cmd === 'puback' || p.cmd === 'pubrec');
+      assert.ok(cmds.indexOf('suback') < cmds.indexOf('puback'), cmds.join(','));
+      assert.ok(cmds.indexOf('suback') < cmds.indexOf('pubrec'), cmds.join(','));
+      const retainedAt = raw.received.findIndex((p) => p.cmd === 'publish' && p.payload.toString() === 'retained');
+      assert.ok(cmds.indexOf('suback') < retainedAt, cmds.join(','));
+      assert.deepEqual(
+        delivered.filter((p) => p !== 'retained'),
+        Array.from({ length: n }, (_, i) => String(i)),
+      );
+      // Acknowledgements in request order, each with its request's id and kind.
+      const expected = Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 > 0);
+      assert.deepEqual(
+        acks.map((p) => [p.cmd, p.messageId]),
+        expected.map((i) => [i % 3 === 1 ? 'puback' : 'pubrec', 100 + i]),
+      );
+    },
+    {},
+    { hooks },
+  );
 });
 
 test('a will on a topic the client may not publish to is refused at CONNECT (MQTT 5 0x87, 3.1.1 return code 5), not published', async () => {

@@ -189,7 +189,7 @@ test('topic alias broker → client: used up to the client\'s Topic Alias Maximu
   });
 });
 
-test('receive maximum towards the client: with receiveMaximum 2 and no acks, only 2 QoS>0 PUBLISHes are in flight', async () => {
+test('receive maximum towards the client: with receiveMaximum 2, only 2 QoS>0 PUBLISHes are in flight; QoS 0 is neither held nor counted', async () => {
   await withBroker(async (b, track) => {
     const { client } = await RawClient.connect(b.port, 5, { clientId: 'rm', properties: { receiveMaximum: 2 } });
     track(client);
@@ -210,8 +210,20 @@ test('receive maximum towards the client: with receiveMaximum 2 and no acks, onl
     await client.expectNothingBefore();
     client.send({ cmd: 'pubcomp', messageId: first[1].messageId });
     assert.equal(asPublish(await client.take('publish')).payload.toString(), '3');
-    // QoS 0 is not limited by the window.
+    client.send({ cmd: 'puback', messageId: third.messageId });
+    const fifth = asPublish(await client.take('publish'));
+    assert.equal(fifth.payload.toString(), '4');
+    // The window is full ('3' and '4' unacknowledged) and nothing waits behind it. MQTT 5 §4.9:
+    // Receive Maximum limits QoS 1 and 2 only; a QoS 0 message may still be sent, and this broker
+    // sends it (the spec lets a server hold it too, so a QoS 0 behind a held QoS 1 is not tested).
     await pub.publishAsync('rm', 'q0', { qos: 0 });
+    const q0 = asPublish(await client.take('publish'));
+    assert.deepEqual([q0.payload.toString(), q0.qos], ['q0', 0]);
+    // Nor does it take a place in the window: once '4' is acknowledged, the freed place goes to '5'.
+    await pub.publishAsync('rm', '5', { qos: 1 });
+    await client.expectNothingBefore();
+    client.send({ cmd: 'puback', messageId: fifth.messageId });
+    assert.equal(asPublish(await client.take('publish')).payload.toString(), '5');
     await client.expectNothingBefore();
   });
 });
