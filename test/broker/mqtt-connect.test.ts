@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet';
 import { collect, connect, endClient } from '../helpers';
 import { RawClient, once, withBroker } from '../mqtt-helpers';
 import type { AuthRequest, BrokerHooks } from '../../src/broker/options';
@@ -11,24 +10,24 @@ test('CONNACK session present: 0 on a new session, 1 on reconnect to a persisten
       const clientId = `sp-${protocolVersion}`;
       const persistent = protocolVersion === 5 ? { clean: false, properties: { sessionExpiryInterval: 60 } } : { clean: false };
       const first = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
-      assert.equal((first.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} first connect`);
+      assert.equal(first.connack.sessionPresent, false, `v${protocolVersion} first connect`);
       assert.equal(first.connack.cmd, 'connack');
       first.client.send({ cmd: 'disconnect' });
       await first.client.waitClosed();
 
       const second = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
-      assert.equal((second.connack as IConnackPacket).sessionPresent, true, `v${protocolVersion} reconnect`);
+      assert.equal(second.connack.sessionPresent, true, `v${protocolVersion} reconnect`);
       second.client.send({ cmd: 'disconnect' });
       await second.client.waitClosed();
 
       const clean = await RawClient.connect(b.port, protocolVersion, { clientId, clean: true });
-      assert.equal((clean.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} clean start`);
+      assert.equal(clean.connack.sessionPresent, false, `v${protocolVersion} clean start`);
       clean.client.send({ cmd: 'disconnect' });
       await clean.client.waitClosed();
 
       // The clean connection discarded the session, and its own ended with it.
       const after = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
-      assert.equal((after.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} after clean`);
+      assert.equal(after.connack.sessionPresent, false, `v${protocolVersion} after clean`);
       await after.client.destroy();
     }
   });
@@ -38,7 +37,7 @@ test('zero-length client id: MQTT 5 gets an assigned id, 3.1.1 clean=1 accepted,
   await withBroker(async (b, track) => {
     const v5 = await RawClient.connect(b.port, 5, { clientId: '' });
     track(v5.client);
-    const c5 = v5.connack as IConnackPacket;
+    const c5 = v5.connack;
     assert.equal(c5.reasonCode, 0);
     const assigned = c5.properties?.assignedClientIdentifier;
     assert.equal(typeof assigned, 'string');
@@ -47,13 +46,13 @@ test('zero-length client id: MQTT 5 gets an assigned id, 3.1.1 clean=1 accepted,
 
     const v4clean = await RawClient.connect(b.port, 4, { clientId: '', clean: true });
     track(v4clean.client);
-    assert.equal((v4clean.connack as IConnackPacket).returnCode, 0);
-    assert.equal((v4clean.connack as IConnackPacket).properties, undefined);
+    assert.equal(v4clean.connack.returnCode, 0);
+    assert.equal(v4clean.connack.properties, undefined);
 
     // mqtt-packet refuses to generate this CONNECT, so it is written by hand: MQTT 3.1.1, flags 0, keep alive 0, empty id.
     const v4persistent = track(await RawClient.open(b.port, 4));
     v4persistent.writeRaw(Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 0, 0, 0]));
-    const refused = (await v4persistent.take('connack')) as IConnackPacket;
+    const refused = await v4persistent.take('connack');
     assert.equal(refused.returnCode, 2);
     assert.equal(refused.sessionPresent, false);
     await v4persistent.waitClosed();
@@ -61,7 +60,7 @@ test('zero-length client id: MQTT 5 gets an assigned id, 3.1.1 clean=1 accepted,
     // MQTT 3.1 (MQIsdp), clean session, empty id: also written by hand.
     const v3 = track(await RawClient.open(b.port, 3));
     v3.writeRaw(Buffer.concat([Buffer.from([0x10, 14, 0, 6]), Buffer.from('MQIsdp'), Buffer.from([3, 0x02, 0, 0, 0, 0])]));
-    assert.equal(((await v3.take('connack')) as IConnackPacket).returnCode, 2);
+    assert.equal((await v3.take('connack')).returnCode, 2);
     await v3.waitClosed();
   });
 });
@@ -79,11 +78,11 @@ test('the authentication hook refuses bad credentials: MQTT 5 0x86, 3.1.1 and 3.
   await withBroker(
     async (b, track) => {
       const bad5 = await RawClient.connect(b.port, 5, { clientId: 'a5', username: 'alice', password: Buffer.from('wrong') });
-      assert.equal((bad5.connack as IConnackPacket).reasonCode, 0x86);
+      assert.equal(bad5.connack.reasonCode, 0x86);
       await bad5.client.waitClosed();
       for (const protocolVersion of [3, 4] as const) {
         const bad = await RawClient.connect(b.port, protocolVersion, { clientId: `a${protocolVersion}`, username: 'mallory', password: Buffer.from('x') });
-        assert.equal((bad.connack as IConnackPacket).returnCode, 4, `v${protocolVersion}`);
+        assert.equal(bad.connack.returnCode, 4, `v${protocolVersion}`);
         await bad.client.waitClosed();
       }
       assert.equal(b.broker.sessions.has('a5'), false);
@@ -106,8 +105,8 @@ test('the authentication hook refuses bad credentials: MQTT 5 0x86, 3.1.1 and 3.
 test('CONNECT with an authentication method is refused with 0x8C', async () => {
   await withBroker(async (b) => {
     const r = await RawClient.connect(b.port, 5, { clientId: 'am', properties: { authenticationMethod: 'SCRAM-SHA-1' } });
-    assert.equal((r.connack as IConnackPacket).reasonCode, 0x8c);
-    assert.equal((r.connack as IConnackPacket).sessionPresent, false);
+    assert.equal(r.connack.reasonCode, 0x8c);
+    assert.equal(r.connack.sessionPresent, false);
     await r.client.waitClosed();
     assert.equal(b.broker.sessions.has('am'), false);
   });
@@ -132,7 +131,7 @@ test('a second CONNECT on a connection is a protocol error (MQTT 5: DISCONNECT 0
   await withBroker(async (b) => {
     const v5 = await RawClient.connect(b.port, 5, { clientId: 'twice5' });
     v5.client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'twice5', clean: true, keepalive: 0 });
-    const d = (await v5.client.take('disconnect')) as IDisconnectPacket;
+    const d = await v5.client.take('disconnect');
     assert.equal(d.reasonCode, 0x82);
     await v5.client.waitClosed();
     assert.equal(v5.client.all('connack').length, 1, 'no CONNACK for the second CONNECT');
@@ -152,7 +151,7 @@ test('keep alive is enforced at 1.5x: a silent client is closed (MQTT 5: DISCONN
     track(pinging.client);
     const pinger = setInterval(() => pinging.client.send({ cmd: 'pingreq' }), 400);
     try {
-      const d = (await silent5.client.take('disconnect', undefined, 6000)) as IDisconnectPacket;
+      const d = await silent5.client.take('disconnect', undefined, 6000);
       assert.equal(d.reasonCode, 0x8d);
       await silent5.client.waitClosed();
       await silent4.client.waitClosed(6000);
@@ -182,15 +181,15 @@ test('maxKeepAlive: MQTT 5 CONNACK carries Server Keep Alive when the request is
     async (b, track) => {
       const r1 = await RawClient.connect(b.port, 5, { clientId: 'sk2', keepalive: 600 });
       track(r1.client);
-      assert.equal((r1.connack as IConnackPacket).properties?.serverKeepAlive, 2);
+      assert.equal(r1.connack.properties?.serverKeepAlive, 2);
       const r0 = await RawClient.connect(b.port, 5, { clientId: 'sk3', keepalive: 0 });
       track(r0.client);
-      assert.equal((r0.connack as IConnackPacket).properties?.serverKeepAlive, 2);
+      assert.equal(r0.connack.properties?.serverKeepAlive, 2);
       const small = await RawClient.connect(b.port, 5, { clientId: 'sk4', keepalive: 1 });
       track(small.client);
-      assert.equal((small.connack as IConnackPacket).properties?.serverKeepAlive, undefined);
+      assert.equal(small.connack.properties?.serverKeepAlive, undefined);
       // The client asked for no keep alive, but the server's value applies.
-      const d = (await r0.client.take('disconnect', undefined, 6000)) as IDisconnectPacket;
+      const d = await r0.client.take('disconnect', undefined, 6000);
       assert.equal(d.reasonCode, 0x8d);
       await r0.client.waitClosed();
     },
@@ -203,7 +202,7 @@ test('MQTT 5 CONNACK announces the broker limits', async () => {
     async (b, track) => {
       const r = await RawClient.connect(b.port, 5, { clientId: 'lim' });
       track(r.client);
-      const c = r.connack as IConnackPacket;
+      const c = r.connack;
       assert.equal(c.reasonCode, 0);
       assert.equal(c.properties?.receiveMaximum, 7);
       assert.equal(c.properties?.maximumPacketSize, 4096);
@@ -234,10 +233,10 @@ test('session takeover: the first connection is closed (MQTT 5: DISCONNECT 0x8E,
     const first5 = await RawClient.connect(b.port, 5, { clientId: 'same5' });
     const second5 = await RawClient.connect(b.port, 5, { clientId: 'same5' });
     track(second5.client);
-    const d = (await first5.client.take('disconnect')) as IDisconnectPacket;
+    const d = await first5.client.take('disconnect');
     assert.equal(d.reasonCode, 0x8e);
     await first5.client.waitClosed();
-    assert.equal((second5.connack as IConnackPacket).reasonCode, 0);
+    assert.equal(second5.connack.reasonCode, 0);
 
     const m1 = track(await connect(b.port, { protocolVersion: 4, clientId: 'same4' }));
     const closed = once(m1, 'close');
@@ -266,8 +265,8 @@ test('session takeover keeps the persistent session: queued messages reach the n
 
     const second = await RawClient.connect(b.port, 5, { clientId: 'tk', clean: false, properties: { sessionExpiryInterval: 300 } });
     track(second.client);
-    assert.equal((second.connack as IConnackPacket).sessionPresent, true);
-    const d = (await first.client.take('disconnect')) as IDisconnectPacket;
+    assert.equal(second.connack.sessionPresent, true);
+    const d = await first.client.take('disconnect');
     assert.equal(d.reasonCode, 0x8e);
     const pubs = await second.client.takeMany('publish', 3);
     const seen = pubs.map((p) => (p.cmd === 'publish' ? [p.payload.toString(), p.dup] : []));

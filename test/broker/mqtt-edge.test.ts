@@ -1,22 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IConnackPacket, IDisconnectPacket, IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import { collect, connect, endClient, freePort } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
 import { RawClient, arrivedBeforeMarker, payloads, withBroker } from '../mqtt-helpers';
 import type { BrokerHooks } from '../../src/broker/options';
-
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish');
-  return p as IPublishPacket;
-}
 
 test('CONNECT with an unsupported protocol level gets CONNACK return code 1 (0x01) and a close', async () => {
   await withBroker(async (b) => {
     const raw = await RawClient.open(b.port, 4);
     // CONNECT, protocol name MQTT, level 6, clean session, keep alive 0, client id "x".
     raw.writeRaw(Buffer.from([0x10, 13, 0, 4, 0x4d, 0x51, 0x54, 0x54, 6, 0x02, 0, 0, 0, 1, 0x78]));
-    const connack = (await raw.take('connack')) as IConnackPacket;
+    const connack = await raw.take('connack');
     assert.equal(connack.returnCode, 1);
     await raw.waitClosed();
   });
@@ -27,7 +22,7 @@ test('CONNECT with Receive Maximum 0 is a protocol error (CONNACK 0x82)', async 
     const raw = await RawClient.open(b.port, 5);
     // mqtt-packet will not generate receiveMaximum 0: CONNECT v5, clean, props [0x21 00 00], id "r".
     raw.writeRaw(Buffer.from([0x10, 17, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 3, 0x21, 0, 0, 0, 1, 0x72]));
-    const connack = (await raw.take('connack')) as IConnackPacket;
+    const connack = await raw.take('connack');
     assert.equal(connack.reasonCode, 0x82);
     await raw.waitClosed();
   });
@@ -37,13 +32,13 @@ test('maxSessionExpiryInterval caps the MQTT 5 session expiry and CONNACK says s
   await withBroker(
     async (b, track) => {
       const r = await RawClient.connect(b.port, 5, { clientId: 'cap', clean: false, properties: { sessionExpiryInterval: 3600 } });
-      assert.equal((r.connack as IConnackPacket).properties?.sessionExpiryInterval, 1);
+      assert.equal(r.connack.properties?.sessionExpiryInterval, 1);
       r.client.send({ cmd: 'disconnect' });
       await r.client.waitClosed();
       await waitUntil(() => !b.broker.sessions.has('cap'), 'capped session expiry', 4000);
       const small = await RawClient.connect(b.port, 5, { clientId: 'cap2', clean: false, properties: { sessionExpiryInterval: 1 } });
       track(small.client);
-      assert.equal((small.connack as IConnackPacket).properties?.sessionExpiryInterval, undefined);
+      assert.equal(small.connack.properties?.sessionExpiryInterval, undefined);
     },
     { maxSessionExpiryInterval: 1 },
   );
@@ -59,7 +54,7 @@ test('mqtt3SessionExpiryInterval: a 3.1.1 persistent session expires after the c
       await waitUntil(() => !b.broker.sessions.has('v3exp'), '3.1.1 session expiry', 4000);
       const c2 = await RawClient.connect(b.port, 4, { clientId: 'v3exp', clean: false });
       track(c2.client);
-      assert.equal((c2.connack as IConnackPacket).sessionPresent, false);
+      assert.equal(c2.connack.sessionPresent, false);
     },
     { mqtt3SessionExpiryInterval: 1 },
   );
@@ -79,7 +74,7 @@ test('authorization hooks: refused SUBSCRIBE gets 0x87 (3.1.1: 0x80), refused PU
       const { client } = await RawClient.connect(b.port, 5, { clientId: 'az5' });
       track(client);
       client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/x', qos: 1 }, { topic: 'open/x', qos: 1 }] });
-      assert.deepEqual(((await client.take('suback')) as ISubackPacket).granted, [0x87, 1]);
+      assert.deepEqual((await client.take('suback')).granted, [0x87, 1]);
       client.send({ cmd: 'publish', topic: 'secret/x', payload: Buffer.from('no'), qos: 1, messageId: 2, dup: false, retain: false });
       const ack = await client.take('puback');
       assert.equal(ack.cmd === 'puback' && ack.reasonCode, 0x87);
@@ -90,7 +85,7 @@ test('authorization hooks: refused SUBSCRIBE gets 0x87 (3.1.1: 0x80), refused PU
       const v4 = await RawClient.connect(b.port, 4, { clientId: 'az4' });
       track(v4.client);
       v4.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'secret/x', qos: 1 }] });
-      assert.deepEqual(((await v4.client.take('suback')) as ISubackPacket).granted, [0x80]);
+      assert.deepEqual((await v4.client.take('suback')).granted, [0x80]);
       v4.client.send({ cmd: 'publish', topic: 'secret/y', payload: Buffer.from('no'), qos: 1, messageId: 2, dup: false, retain: false });
       await v4.client.take('puback');
       // Had a refused PUBLISH been routed, it would be queued for the watcher before this marker.
@@ -106,7 +101,7 @@ test('broker shutdown sends MQTT 5 clients DISCONNECT 0x8B', async () => {
     const { client } = await RawClient.connect(b.port, 5, { clientId: 'sd' });
     track(client);
     await b.stop();
-    const d = (await client.take('disconnect')) as IDisconnectPacket;
+    const d = await client.take('disconnect');
     assert.equal(d.reasonCode, 0x8b);
     await client.waitClosed();
   });
@@ -119,7 +114,7 @@ test('on reconnect an unacknowledged delivery now too large for the client is dr
     await c1.client.take('suback');
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'big-pub' }));
     await pub.publishAsync('big', Buffer.alloc(1000, 0x61), { qos: 1 });
-    assert.equal(asPublish(await c1.client.take('publish')).payload.length, 1000);
+    assert.equal((await c1.client.take('publish')).payload.length, 1000);
     await c1.client.destroy();
     await c1.client.waitClosed();
     const c2 = await RawClient.connect(b.port, 5, {
@@ -129,7 +124,7 @@ test('on reconnect an unacknowledged delivery now too large for the client is dr
     });
     track(c2.client);
     await pub.publishAsync('big', 'small', { qos: 1 });
-    const p = asPublish(await c2.client.take('publish'));
+    const p = await c2.client.take('publish');
     assert.equal(p.payload.toString(), 'small');
     c2.client.send({ cmd: 'puback', messageId: p.messageId });
     await waitUntil(() => b.broker.sessions.get('big')!.outbound.inflightCount === 0, 'empty in-flight window', 2000);
@@ -148,7 +143,7 @@ test('on reconnect the broker re-sends no more unacknowledged PUBLISHes than the
     await c1.client.waitClosed();
     const c2 = await RawClient.connect(b.port, 5, { clientId: 'rmr', clean: false, properties: { sessionExpiryInterval: 60, receiveMaximum: 2 } });
     track(c2.client);
-    const first = (await c2.client.takeMany('publish', 2)).map(asPublish);
+    const first = (await c2.client.takeMany('publish', 2));
     assert.deepEqual(first.map((p) => [p.payload.toString(), p.dup]), [['0', true], ['1', true]]);
     await c2.client.expectNothingBefore();
     // Each acknowledgement lets one more through, in order and still marked DUP.
@@ -156,7 +151,7 @@ test('on reconnect the broker re-sends no more unacknowledged PUBLISHes than the
     let last = first[1];
     c2.client.send({ cmd: 'puback', messageId: first[0].messageId });
     for (let i = 0; i < 3; i++) {
-      const p = asPublish(await c2.client.take('publish'));
+      const p = await c2.client.take('publish');
       rest.push(p.payload.toString());
       assert.equal(p.dup, true);
       c2.client.send({ cmd: 'puback', messageId: last.messageId });
@@ -181,7 +176,7 @@ test('inbound Receive Maximum is counted per connection: QoS 2 ids carried over 
       for (const id of [2, 3]) c2.client.send({ cmd: 'publish', topic: 'carry', payload: Buffer.from('x'), qos: 2, messageId: id, dup: false, retain: false });
       await c2.client.takeMany('pubrec', 2);
       c2.client.send({ cmd: 'publish', topic: 'carry', payload: Buffer.from('x'), qos: 2, messageId: 4, dup: false, retain: false });
-      const d = (await c2.client.take('disconnect')) as IDisconnectPacket;
+      const d = await c2.client.take('disconnect');
       assert.equal(d.reasonCode, 0x93);
       await c2.client.waitClosed();
     },
@@ -195,7 +190,7 @@ test('a will with a payload format indicator and a non-UTF-8 payload is refused 
       clientId: 'wpf',
       will: { topic: 'w', payload: Buffer.from([0xc3, 0x28]), qos: 0, retain: false, properties: { payloadFormatIndicator: true } },
     });
-    assert.equal((r.connack as IConnackPacket).reasonCode, 0x99);
+    assert.equal(r.connack.reasonCode, 0x99);
     await r.client.waitClosed();
   });
 });
@@ -257,7 +252,7 @@ test('packets only a server sends, and AUTH without an authentication method, ar
     for (const [i, packet] of packets.entries()) {
       const { client } = await RawClient.connect(b.port, 5, { clientId: `srv${i}` });
       client.send(packet);
-      const d = (await client.take('disconnect')) as IDisconnectPacket;
+      const d = await client.take('disconnect');
       assert.equal(d.reasonCode, 0x82, packet.cmd);
       await client.waitClosed();
     }
@@ -268,7 +263,7 @@ test('MQTT 5 PUBLISH with an empty topic and no topic alias is a protocol error 
   await withBroker(async (b) => {
     const { client } = await RawClient.connect(b.port, 5, { clientId: 'empty' });
     client.send({ cmd: 'publish', topic: '', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
-    const d = (await client.take('disconnect')) as IDisconnectPacket;
+    const d = await client.take('disconnect');
     assert.equal(d.reasonCode, 0x82);
     await client.waitClosed();
   });
@@ -279,12 +274,12 @@ test('maxConnections: a CONNECT over the limit gets "server busy" (MQTT 5 0x89, 
     async (b, track) => {
       const first = await RawClient.connect(b.port, 5, { clientId: 'one' });
       track(first.client);
-      assert.equal((first.connack as IConnackPacket).reasonCode, 0);
+      assert.equal(first.connack.reasonCode, 0);
       const v5 = await RawClient.connect(b.port, 5, { clientId: 'two' });
-      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x89);
+      assert.equal(v5.connack.reasonCode, 0x89);
       await v5.client.waitClosed();
       const v4 = await RawClient.connect(b.port, 4, { clientId: 'three' });
-      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      assert.equal(v4.connack.returnCode, 3);
       await v4.client.waitClosed();
       assert.equal(b.broker.sessions.has('two'), false);
     },
@@ -301,10 +296,10 @@ test('an authentication hook that fails is answered with "server unavailable" (M
   await withBroker(
     async (b) => {
       const v5 = await RawClient.connect(b.port, 5, { clientId: 'hf5' });
-      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x88);
+      assert.equal(v5.connack.reasonCode, 0x88);
       await v5.client.waitClosed();
       const v4 = await RawClient.connect(b.port, 4, { clientId: 'hf4' });
-      assert.equal((v4.connack as IConnackPacket).returnCode, 3);
+      assert.equal(v4.connack.returnCode, 3);
       await v4.client.waitClosed();
     },
     {},
@@ -376,13 +371,13 @@ test('a will on a topic the client may not publish to is refused at CONNECT (MQT
       await watcher.subscribeAsync('secret/#', { qos: 1 });
       const will = { topic: 'secret/will', payload: Buffer.from('sneaky'), qos: 1 as const, retain: true };
       const v5 = await RawClient.connect(b.port, 5, { clientId: 'sw5', will });
-      assert.equal((v5.connack as IConnackPacket).reasonCode, 0x87);
+      assert.equal(v5.connack.reasonCode, 0x87);
       await v5.client.waitClosed();
       const v4 = await RawClient.connect(b.port, 4, { clientId: 'sw4', will });
-      assert.equal((v4.connack as IConnackPacket).returnCode, 5);
+      assert.equal(v4.connack.returnCode, 5);
       await v4.client.waitClosed();
       const ok = await RawClient.connect(b.port, 5, { clientId: 'sw-ok', will: { ...will, topic: 'open/will' } });
-      assert.equal((ok.connack as IConnackPacket).reasonCode, 0);
+      assert.equal(ok.connack.reasonCode, 0);
       await ok.client.destroy();
       await waitUntil(() => !b.broker.sessions.has('sw-ok'), 'the broker to see the close');
       // A will (published with the close) on a watched topic would be queued before this marker.
@@ -399,7 +394,7 @@ test('a PUBLISH from a client carrying a Subscription Identifier is a protocol e
   await withBroker(async (b) => {
     const { client } = await RawClient.connect(b.port, 5, { clientId: 'psid' });
     client.send({ cmd: 'publish', topic: 'x', payload: Buffer.from('x'), qos: 0, dup: false, retain: false, properties: { subscriptionIdentifier: 3 } });
-    const d = (await client.take('disconnect')) as IDisconnectPacket;
+    const d = await client.take('disconnect');
     assert.equal(d.reasonCode, 0x82);
     await client.waitClosed();
   });
@@ -410,7 +405,7 @@ test('CONNECT with Maximum Packet Size 0 is a protocol error (CONNACK 0x82)', as
     const raw = await RawClient.open(b.port, 5);
     // mqtt-packet will not generate it: CONNECT v5, clean, props [0x27 00 00 00 00], id "r".
     raw.writeRaw(Buffer.from([0x10, 19, 0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x02, 0, 0, 5, 0x27, 0, 0, 0, 0, 0, 1, 0x72]));
-    const connack = (await raw.take('connack')) as IConnackPacket;
+    const connack = await raw.take('connack');
     assert.equal(connack.reasonCode, 0x82);
     await raw.waitClosed();
   });

@@ -1,17 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IPublishPacket, IPubrecPacket, IPubcompPacket, IPubackPacket, IPubrelPacket, ISubackPacket, IDisconnectPacket, IUnsubackPacket, Packet } from 'mqtt-packet';
+import type { ISubackPacket } from 'mqtt-packet';
 import { collect, connect, endClient } from '../helpers';
 import { RawClient, arrivedBeforeMarker, expectNothingMore, pingBroker, withBroker } from '../mqtt-helpers';
 
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish');
-  return p as IPublishPacket;
-}
-
 async function subscribeRaw(c: RawClient, topic: string, qos: 0 | 1 | 2, messageId = 1): Promise<ISubackPacket> {
   c.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] });
-  return (await c.take('suback')) as ISubackPacket;
+  return c.take('suback');
 }
 
 for (const protocolVersion of [4, 5] as const) {
@@ -25,24 +20,24 @@ for (const protocolVersion of [4, 5] as const) {
 
       client.send({ cmd: 'publish', topic: 'in/0', payload: Buffer.from('zero'), qos: 0, dup: false, retain: false });
       client.send({ cmd: 'publish', topic: 'in/1', payload: Buffer.from('one'), qos: 1, messageId: 17, dup: false, retain: false });
-      const puback = (await client.take('puback')) as IPubackPacket;
+      const puback = await client.take('puback');
       assert.equal(puback.messageId, 17);
       if (protocolVersion === 5) assert.ok(puback.reasonCode === undefined || puback.reasonCode === 0);
 
       client.send({ cmd: 'publish', topic: 'in/2', payload: Buffer.from('two'), qos: 2, messageId: 300, dup: false, retain: false });
-      const pubrec = (await client.take('pubrec')) as IPubrecPacket;
+      const pubrec = await client.take('pubrec');
       assert.equal(pubrec.messageId, 300);
       // A re-sent QoS 2 PUBLISH with the same id is answered again and not forwarded a second time.
       client.send({ cmd: 'publish', topic: 'in/2', payload: Buffer.from('two'), qos: 2, messageId: 300, dup: true, retain: false });
-      assert.equal(((await client.take('pubrec')) as IPubrecPacket).messageId, 300);
+      assert.equal((await client.take('pubrec')).messageId, 300);
       client.send({ cmd: 'pubrel', messageId: 300 });
-      const pubcomp = (await client.take('pubcomp')) as IPubcompPacket;
+      const pubcomp = await client.take('pubcomp');
       assert.equal(pubcomp.messageId, 300);
       if (protocolVersion === 5) assert.ok(pubcomp.reasonCode === undefined || pubcomp.reasonCode === 0);
 
       // After PUBCOMP the id is free: the same id is a new message.
       client.send({ cmd: 'publish', topic: 'in/2', payload: Buffer.from('again'), qos: 2, messageId: 300, dup: false, retain: false });
-      assert.equal(((await client.take('pubrec')) as IPubrecPacket).messageId, 300);
+      assert.equal((await client.take('pubrec')).messageId, 300);
       client.send({ cmd: 'pubrel', messageId: 300 });
       await client.take('pubcomp');
 
@@ -72,13 +67,13 @@ for (const protocolVersion of [4, 5] as const) {
       const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'tx' }));
 
       await pub.publishAsync('out/a', 'q0', { qos: 0 });
-      const p0 = asPublish(await client.take('publish'));
+      const p0 = await client.take('publish');
       assert.equal(p0.qos, 0);
       assert.equal(p0.messageId, undefined);
       assert.equal(p0.payload.toString(), 'q0');
 
       await pub.publishAsync('out/a', 'q1', { qos: 1 });
-      const p1 = asPublish(await client.take('publish'));
+      const p1 = await client.take('publish');
       assert.equal(p1.qos, 1);
       assert.equal(p1.dup, false);
       assert.equal(typeof p1.messageId, 'number');
@@ -87,11 +82,11 @@ for (const protocolVersion of [4, 5] as const) {
       client.send({ cmd: 'puback', messageId: p1.messageId });
 
       await pub.publishAsync('out/b', 'q2', { qos: 2 });
-      const p2 = asPublish(await client.take('publish'));
+      const p2 = await client.take('publish');
       assert.equal(p2.qos, 2);
       assert.notEqual(p2.messageId, p1.messageId);
       client.send({ cmd: 'pubrec', messageId: p2.messageId });
-      const rel = (await client.take('pubrel')) as IPubrelPacket;
+      const rel = await client.take('pubrel');
       assert.equal(rel.messageId, p2.messageId);
       assert.equal(session.outbound.inflightCount, 1);
       client.send({ cmd: 'pubcomp', messageId: p2.messageId });
@@ -189,7 +184,7 @@ test('overlapping subscriptions: one delivery per client at the highest QoS, MQT
 
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'op' }));
     await pub.publishAsync('o/t', 'x', { qos: 2 });
-    const p = asPublish(await client.take('publish'));
+    const p = await client.take('publish');
     assert.equal(p.qos, 2);
     assert.deepEqual([...(p.properties?.subscriptionIdentifier as number[])].sort((a, b) => a - b), [11, 22]);
     client.send({ cmd: 'pubrec', messageId: p.messageId });
@@ -203,7 +198,7 @@ test('overlapping subscriptions: one delivery per client at the highest QoS, MQT
 
     // A message matching only the identifier-less subscription carries none.
     await pub.publishAsync('o/t/deeper', 'y', { qos: 1 });
-    const q = asPublish(await client.take('publish'));
+    const q = await client.take('publish');
     assert.equal(q.topic, 'o/t/deeper');
     assert.deepEqual(q.properties?.subscriptionIdentifier, 22);
   });
@@ -218,7 +213,7 @@ test('invalid topic filters are refused per filter in SUBACK: MQTT 5 0x8F, 3.1.1
       const good = protocolVersion === 5 ? ['ok/+', '#', '$share/g/x/#'] : ['ok/+', '#'];
       const subs = [...good, ...bad].map((topic) => ({ topic, qos: 1 as const }));
       client.send({ cmd: 'subscribe', messageId: 5, subscriptions: subs });
-      const suback = (await client.take('suback')) as ISubackPacket;
+      const suback = await client.take('suback');
       const failure = protocolVersion === 5 ? 0x8f : 0x80;
       assert.deepEqual(suback.granted, [...good.map(() => 1), ...bad.map(() => failure)]);
       assert.equal(client.closed, false);
@@ -234,7 +229,7 @@ test('PUBLISH with a wildcard in its topic name closes the connection (MQTT 5: D
     for (const topic of ['a/+', 'a/#']) {
       const { client } = await RawClient.connect(b.port, 5, { clientId: 'bad5' });
       client.send({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId: 1, dup: false, retain: false });
-      const d = (await client.take('disconnect')) as IDisconnectPacket;
+      const d = await client.take('disconnect');
       assert.equal(d.reasonCode, 0x90);
       await client.waitClosed();
       assert.equal(client.received.filter((p) => p.cmd === 'puback').length, 0);
@@ -254,7 +249,7 @@ test('UNSUBSCRIBE stops deliveries; MQTT 5 UNSUBACK says which subscriptions exi
     track(client);
     await subscribeRaw(client, 'u/1', 0);
     client.send({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: ['u/1', 'u/never'] });
-    const unsuback = (await client.take('unsuback')) as IUnsubackPacket;
+    const unsuback = await client.take('unsuback');
     assert.equal(unsuback.messageId, 4);
     assert.deepEqual(unsuback.granted, [0x00, 0x11]);
     const m = track(await connect(b.port, { protocolVersion: 4, clientId: 'un4' }));
@@ -296,7 +291,7 @@ test('messages from one publisher arrive in order at QoS 0, 1 and 2 (PUBLISH ord
     const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'ordp' }));
     const published = Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('ord', String(i), { qos: (i % 3) as 0 | 1 | 2 })));
     while (order.length < n) {
-      const p = asPublish(await client.take('publish'));
+      const p = await client.take('publish');
       order.push(Number(p.payload.toString()));
       if (p.qos === 1) client.send({ cmd: 'puback', messageId: p.messageId });
       if (p.qos === 2) client.send({ cmd: 'pubrec', messageId: p.messageId });
@@ -320,7 +315,7 @@ test('PUBLISH whose topic name is not well-formed UTF-8 or holds U+0000 is malfo
     for (const topic of [Buffer.from([0x61, 0xff, 0x62]), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0x61, 0x00])]) {
       const { client } = await RawClient.connect(b.port, 5, { clientId: 'bad-utf8' });
       client.writeRaw(publishWithTopicBytes(topic));
-      const d = (await client.take('disconnect')) as IDisconnectPacket;
+      const d = await client.take('disconnect');
       assert.equal(d.reasonCode, 0x81, `topic bytes ${topic.toString('hex')}`);
       await client.waitClosed();
     }

@@ -1,13 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IConnackPacket, IPublishPacket, IPubrelPacket, Packet } from 'mqtt-packet';
 import { collect, connect, endClient, startTestBroker } from '../helpers';
-import { RawClient, expectNothingMore, withBroker } from '../mqtt-helpers';
-
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish');
-  return p as IPublishPacket;
-}
+import { RawClient, expectNothingMore, payloads, withBroker } from '../mqtt-helpers';
 
 const persistent = {
   4: { clean: false },
@@ -30,8 +24,8 @@ for (const v of [4, 5] as const) {
 
       const c2 = await RawClient.connect(b.port, v, { clientId: 'ps', ...persistent[v] });
       track(c2.client);
-      assert.equal((c2.connack as IConnackPacket).sessionPresent, true);
-      const got = (await c2.client.takeMany('publish', 2)).map(asPublish);
+      assert.equal(c2.connack.sessionPresent, true);
+      const got = (await c2.client.takeMany('publish', 2));
       assert.deepEqual(
         got.map((p) => [p.topic, p.payload.toString(), p.qos, p.dup]),
         [
@@ -46,7 +40,7 @@ for (const v of [4, 5] as const) {
       await c2.client.expectNothingBefore(); // the QoS 0 message was not queued
       // Still subscribed: live messages keep coming.
       await pub.publishAsync('ps/c', 'live', { qos: 0 });
-      assert.equal(asPublish(await c2.client.take('publish')).payload.toString(), 'live');
+      assert.equal((await c2.client.take('publish')).payload.toString(), 'live');
     });
   });
 
@@ -59,7 +53,7 @@ for (const v of [4, 5] as const) {
       await pub.publishAsync('dup', 'one', { qos: 1 });
       await pub.publishAsync('dup', 'two', { qos: 2 });
       await pub.publishAsync('dup', 'three', { qos: 2 });
-      const [p1, p2, p3] = (await c1.client.takeMany('publish', 3)).map(asPublish);
+      const [p1, p2, p3] = (await c1.client.takeMany('publish', 3));
       c1.client.send({ cmd: 'pubrec', messageId: p3.messageId }); // 'three' reaches PUBREC
       await c1.client.take('pubrel');
       await c1.client.destroy();
@@ -67,8 +61,8 @@ for (const v of [4, 5] as const) {
 
       const c2 = await RawClient.connect(b.port, v, { clientId: 'dup', ...persistent[v] });
       track(c2.client);
-      assert.equal((c2.connack as IConnackPacket).sessionPresent, true);
-      const again = (await c2.client.takeMany('publish', 2)).map(asPublish);
+      assert.equal(c2.connack.sessionPresent, true);
+      const again = (await c2.client.takeMany('publish', 2));
       assert.deepEqual(
         again.map((p) => [p.payload.toString(), p.messageId, p.dup, p.qos]),
         [
@@ -76,11 +70,11 @@ for (const v of [4, 5] as const) {
           ['two', p2.messageId, true, 2],
         ],
       );
-      const rel = (await c2.client.take('pubrel')) as IPubrelPacket;
+      const rel = await c2.client.take('pubrel');
       assert.equal(rel.messageId, p3.messageId);
       c2.client.send({ cmd: 'puback', messageId: p1.messageId });
       c2.client.send({ cmd: 'pubrec', messageId: p2.messageId });
-      assert.equal(((await c2.client.take('pubrel')) as IPubrelPacket).messageId, p2.messageId);
+      assert.equal((await c2.client.take('pubrel')).messageId, p2.messageId);
       c2.client.send({ cmd: 'pubcomp', messageId: p2.messageId });
       c2.client.send({ cmd: 'pubcomp', messageId: p3.messageId });
       c2.client.send({ cmd: 'pingreq' });
@@ -124,13 +118,13 @@ test('3.1.1: clean session = 1 after a persistent session discards it (no queued
     const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'cs-pub' }));
     await pub.publishAsync('cs', 'queued', { qos: 1 });
     const c2 = await RawClient.connect(b.port, 4, { clientId: 'cs', clean: true });
-    assert.equal((c2.connack as IConnackPacket).sessionPresent, false);
+    assert.equal(c2.connack.sessionPresent, false);
     await c2.client.expectNothingBefore();
     c2.client.send({ cmd: 'disconnect' });
     await c2.client.waitClosed();
     const c3 = await RawClient.connect(b.port, 4, { clientId: 'cs', clean: false });
     track(c3.client);
-    assert.equal((c3.connack as IConnackPacket).sessionPresent, false);
+    assert.equal(c3.connack.sessionPresent, false);
     await pub.publishAsync('cs', 'after', { qos: 1 });
     await c3.client.expectNothingBefore();
   });
@@ -146,7 +140,7 @@ test('queueQos0Offline: QoS 0 messages are queued for offline persistent session
       await pub.publishAsync('q0', 'kept', { qos: 0 });
       const { client } = await RawClient.connect(b.port, 5, { clientId: 'q0', clean: false, properties: { sessionExpiryInterval: 60 } });
       track(client);
-      const m = asPublish(await client.take('publish'));
+      const m = await client.take('publish');
       assert.equal(m.payload.toString(), 'kept');
       assert.equal(m.qos, 0);
     },
@@ -168,7 +162,7 @@ for (const [queueOverflow, expected] of [
         for (let i = 0; i < 5; i++) await pub.publishAsync('qb', String(i), { qos: 1 });
         const { client } = await RawClient.connect(b.port, 5, { clientId: 'qb', clean: false, properties: { sessionExpiryInterval: 60 } });
         track(client);
-        const got = (await client.takeMany('publish', 3)).map((p) => asPublish(p).payload.toString());
+        const got = payloads(await client.takeMany('publish', 3));
         assert.deepEqual(got, expected);
         await client.expectNothingBefore();
         assert.equal(b.broker.stats.messagesDroppedQueueFull, 2);
@@ -205,8 +199,8 @@ test('persistent sessions, their subscriptions and offline queues survive a brok
         ...(protocolVersion === 5 ? persistent[5] : persistent[4]),
       });
       try {
-        assert.equal((connack as IConnackPacket).sessionPresent, true, clientId);
-        const got = (await client.takeMany('publish', 2)).map(asPublish);
+        assert.equal(connack.sessionPresent, true, clientId);
+        const got = (await client.takeMany('publish', 2));
         assert.deepEqual(got.map((p) => p.payload.toString()), ['before restart', 'after restart'], clientId);
         if (protocolVersion === 5) assert.deepEqual(got[1].properties?.subscriptionIdentifier, 7);
         else assert.equal(got[1].qos, 2);
@@ -233,7 +227,7 @@ test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and th
     p1.client.send({ cmd: 'publish', topic: 'rsx/b', payload: Buffer.from('two'), qos: 2, messageId: 2, dup: false, retain: false });
     await p1.client.take('puback');
     await p1.client.take('pubrec'); // no PUBREL yet
-    const sent = (await s1.client.takeMany('publish', 2)).map(asPublish);
+    const sent = (await s1.client.takeMany('publish', 2));
     s1.client.send({ cmd: 'pubrec', messageId: sent[1].messageId });
     await s1.client.take('pubrel');
     await s1.client.destroy();
@@ -243,10 +237,10 @@ test('after a broker restart: in-flight deliveries are re-sent with DUP=1 and th
     b = await startTestBroker({ dataDir });
     const s2 = await RawClient.connect(b.port, 5, sub);
     try {
-      assert.equal((s2.connack as IConnackPacket).sessionPresent, true);
-      const again = asPublish(await s2.client.take('publish'));
+      assert.equal(s2.connack.sessionPresent, true);
+      const again = await s2.client.take('publish');
       assert.deepEqual([again.payload.toString(), again.messageId, again.dup], ['one', sent[0].messageId, true]);
-      assert.equal(((await s2.client.take('pubrel')) as IPubrelPacket).messageId, sent[1].messageId);
+      assert.equal((await s2.client.take('pubrel')).messageId, sent[1].messageId);
       s2.client.send({ cmd: 'puback', messageId: again.messageId });
       s2.client.send({ cmd: 'pubcomp', messageId: sent[1].messageId });
 
@@ -278,10 +272,10 @@ test('maxInflight bounds unacknowledged deliveries to a 3.1.1 client too', async
       await client.take('suback');
       const pub = track(await connect(b.port, { protocolVersion: 4, clientId: 'mi-pub' }));
       for (let i = 0; i < 4; i++) await pub.publishAsync('mi', String(i), { qos: 1 });
-      const first = (await client.takeMany('publish', 2)).map(asPublish);
+      const first = (await client.takeMany('publish', 2));
       await client.expectNothingBefore();
       client.send({ cmd: 'puback', messageId: first[0].messageId });
-      assert.equal(asPublish(await client.take('publish')).payload.toString(), '2');
+      assert.equal((await client.take('publish')).payload.toString(), '2');
       await client.expectNothingBefore();
     },
     { maxInflight: 2 },

@@ -1,14 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IPublishPacket, ISubackPacket, Packet } from 'mqtt-packet';
 import { collect, connect } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
 import { RawClient, arrivedBeforeMarker, expectNothingMore, payloads, pingBroker, withBroker } from '../mqtt-helpers';
-
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish');
-  return p as IPublishPacket;
-}
 
 test('shared subscription: each message goes to exactly one member, load-balanced; plain subscribers get every message', async () => {
   await withBroker(async (b, track) => {
@@ -44,7 +38,7 @@ test('shared subscription: unacknowledged QoS 1 messages of a member that discon
   await withBroker(async (b, track) => {
     const { client: silent } = await RawClient.connect(b.port, 5, { clientId: 'silent' });
     silent.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/work/jobs', qos: 1 }] });
-    assert.deepEqual(((await silent.take('suback')) as ISubackPacket).granted, [1]);
+    assert.deepEqual((await silent.take('suback')).granted, [1]);
     const worker = track(await connect(b.port, { protocolVersion: 5, clientId: 'worker' }));
     const gw = collect(worker);
     await worker.subscribeAsync('$share/work/jobs', { qos: 1 });
@@ -52,7 +46,7 @@ test('shared subscription: unacknowledged QoS 1 messages of a member that discon
     const n = 6;
     for (let i = 0; i < n; i++) await pub.publishAsync('jobs', `job-${i}`, { qos: 1 });
     // Round robin: half each. The silent member acknowledges nothing and drops its connection.
-    const withheld = (await silent.takeMany('publish', n / 2)).map((p) => asPublish(p).payload.toString());
+    const withheld = payloads(await silent.takeMany('publish', n / 2));
     await gw.waitFor(n / 2);
     await silent.destroy();
     const all = await gw.waitFor(n);
@@ -74,7 +68,7 @@ test('shared subscription: a persistent member that disconnects hands its unackn
     await other.subscribeAsync('$share/p/pj', { qos: 1 });
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'pj-pub' }));
     for (let i = 0; i < 4; i++) await pub.publishAsync('pj', `j${i}`, { qos: 1 });
-    const held = (await first.client.takeMany('publish', 2)).map((p) => asPublish(p).payload.toString());
+    const held = payloads(await first.client.takeMany('publish', 2));
     await first.client.destroy();
     const got = await go.waitFor(4);
     assert.deepEqual(got.map((m) => m.payload.toString()).sort(), ['j0', 'j1', 'j2', 'j3'], `held ${held}`);
@@ -132,7 +126,7 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     await pub.publishAsync('work', 'a', { qos: 2 });
     await pub.publishAsync('work', 'b', { qos: 2 });
     // One of them went to the raw member, which now drops the connection without PUBREC.
-    const held = asPublish(await first.client.take('publish'));
+    const held = await first.client.take('publish');
     await go.waitFor(1);
     await first.client.destroy();
     // Once the broker has seen the close, a hand-over would be queued for the other member before a marker.
@@ -141,7 +135,7 @@ test('shared subscription: a QoS 2 delivery in progress is not handed to another
     assert.deepEqual(payloads(before), [held.payload.toString() === 'a' ? 'b' : 'a']);
     const back = await RawClient.connect(b.port, 5, persistentMember);
     track(back.client);
-    const again = asPublish(await back.client.take('publish'));
+    const again = await back.client.take('publish');
     assert.equal(again.payload.toString(), held.payload.toString());
     assert.equal(again.messageId, held.messageId);
     assert.equal(again.dup, true);
@@ -168,10 +162,10 @@ test('shared subscription: QoS 1 messages queued for a member whose session expi
     await pub.publishAsync('exp', 'm2', { qos: 1 });
     const back = await RawClient.connect(b.port, 5, member('long', 60));
     track(back.client);
-    const mine = asPublish(await back.client.take('publish'));
+    const mine = await back.client.take('publish');
     back.client.send({ cmd: 'puback', messageId: mine.messageId });
     // The other member's session expires: its message is handed over.
-    const handed = asPublish(await back.client.take('publish', undefined, 5000));
+    const handed = await back.client.take('publish', undefined, 5000);
     back.client.send({ cmd: 'puback', messageId: handed.messageId });
     assert.deepEqual([mine.payload.toString(), handed.payload.toString()].sort(), ['m1', 'm2']);
   });

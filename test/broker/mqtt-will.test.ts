@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import type { IDisconnectPacket } from 'mqtt-packet';
 import { collect, connect, sleep } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
 import { RawClient, arrivedBeforeMarker, payloads, withBroker, type TestBroker } from '../mqtt-helpers';
@@ -55,7 +54,7 @@ test('the will is published on keep alive timeout and on a protocol error', asyn
       will: { topic: 'wk/pe', payload: Buffer.from('error'), qos: 0, retain: false },
     });
     pe.client.send({ cmd: 'publish', topic: 'wk/#', payload: Buffer.from('x'), qos: 0, dup: false, retain: false });
-    assert.equal(((await pe.client.take('disconnect')) as IDisconnectPacket).reasonCode, 0x90);
+    assert.equal((await pe.client.take('disconnect')).reasonCode, 0x90);
     const [first] = await w.waitFor(1);
     assert.deepEqual([first.topic, first.payload.toString()], ['wk/pe', 'error']);
     await ka.client.waitClosed(6000);
@@ -153,7 +152,7 @@ test('session takeover publishes the first connection\'s will (no delay), and th
     track(w.client);
     const first = await RawClient.connect(b.port, 5, { clientId: 'wt', will: { topic: 'wt/1', payload: Buffer.from('first'), qos: 1, retain: false } });
     const second = await RawClient.connect(b.port, 5, { clientId: 'wt', will: { topic: 'wt/2', payload: Buffer.from('second'), qos: 1, retain: false } });
-    assert.equal(((await first.client.take('disconnect')) as IDisconnectPacket).reasonCode, 0x8e);
+    assert.equal((await first.client.take('disconnect')).reasonCode, 0x8e);
     const [m] = await w.waitFor(1);
     assert.equal(m.topic, 'wt/1');
     await first.client.waitClosed();
