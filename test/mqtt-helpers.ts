@@ -395,18 +395,18 @@ export function once(client: MqttClient, event: 'close' | 'connect' | 'offline' 
 /**
  * mqtt.js: sends PINGREQ on the client's connection and resolves at the PINGRESP. As with
  * `RawClient.ping`, whatever the broker had to send this connection before has then arrived.
- * (mqtt.js pings on its own only after a keep-alive period of silence, far longer than a test.)
+ * (mqtt.js sends its own PINGREQ once per keep-alive period, 60 s by default: longer than a test.)
  */
 export function pingBroker(client: MqttClient, timeoutMs = 5000): Promise<void> {
-  let onPacket: ((p: Packet) => void) | undefined;
+  let onPacket = (_p: Packet): void => undefined;
   const pong = new Promise<void>((resolve) => {
-    onPacket = (p: Packet) => {
+    onPacket = (p) => {
       if (p.cmd === 'pingresp') resolve();
     };
-    client.on('packetreceive', onPacket);
   });
+  client.on('packetreceive', onPacket);
   client.sendPing();
-  return withTimeout(pong, timeoutMs, `no PINGRESP within ${timeoutMs} ms`).finally(() => client.off('packetreceive', onPacket!));
+  return withTimeout(pong, timeoutMs, `no PINGRESP within ${timeoutMs} ms`).finally(() => client.off('packetreceive', onPacket));
 }
 
 /**
