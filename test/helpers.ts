@@ -60,16 +60,28 @@ export interface Received {
   packet: IPublishPacket;
 }
 
-/** Collects messages a client receives; `next(n)` waits (bounded) for the n-th. */
-export function collect(client: MqttClient): { messages: Received[]; waitFor(n: number, timeoutMs?: number): Promise<Received[]> } {
+export interface Collected {
+  messages: Received[];
+  /** Every PUBLISH packet as it arrived, before mqtt.js handles it (a QoS 2 message reaches `messages` only at PUBREL). */
+  arrived: IPublishPacket[];
+  waitFor(n: number, timeoutMs?: number): Promise<Received[]>;
+}
+
+/** Collects messages a client receives; `waitFor(n)` waits (bounded) for the n-th. */
+export function collect(client: MqttClient): Collected {
   const messages: Received[] = [];
+  const arrived: IPublishPacket[] = [];
   const waiters: { n: number; resolve: () => void }[] = [];
+  client.on('packetreceive', (packet) => {
+    if (packet.cmd === 'publish') arrived.push(packet);
+  });
   client.on('message', (topic, payload, packet) => {
     messages.push({ topic, payload, packet });
     for (const w of waiters.filter((w) => messages.length >= w.n)) w.resolve();
   });
   return {
     messages,
+    arrived,
     waitFor(n, timeoutMs = 5000) {
       if (messages.length >= n) return Promise.resolve(messages);
       return new Promise((resolve, reject) => {

@@ -30,11 +30,11 @@ const publishBytes = (topic: string, payload: Buffer): Buffer =>
 
 /** A subscriber that sees the marker and nothing from the flood proves the held publishes were never routed. */
 async function assertOnlyMarkerArrives(port: number, sub: RawClient): Promise<void> {
-  const { client: good } = await RawClient.connect(port, { clientId: 'good-publisher' });
+  const { client: good } = await RawClient.connect(port, 5, { clientId: 'good-publisher' });
   good.send({ cmd: 'publish', topic: 'flood/marker', payload: Buffer.from('marker'), qos: 0, dup: false, retain: false });
-  const first = await sub.next('publish');
+  const first = await sub.take('publish');
   assert.equal(first.cmd === 'publish' && first.topic, 'flood/marker', 'a held flood publish was routed');
-  good.destroy();
+  await good.destroy();
 }
 
 test('pre-CONNACK flood over TCP: the 1001st packet behind CONNECT gets CONNACK 0x97, nothing held is processed', async () => {
@@ -45,8 +45,8 @@ test('pre-CONNACK flood over TCP: the 1001st packet behind CONNECT gets CONNACK 
       const raw = track(await RawClient.open(b.port, 5));
       // One write, so one read: CONNECT and 1001 tiny publishes arrive before reading pauses.
       const flood = Array.from({ length: 1001 }, (_, i) => publishBytes('flood/tcp', Buffer.from(String(i))));
-      raw.write(Buffer.concat([connectBytes('flood-tcp'), ...flood]));
-      const connack = await raw.next('connack');
+      raw.writeRaw(Buffer.concat([connectBytes('flood-tcp'), ...flood]));
+      const connack = await raw.take('connack');
       assert.equal(connack.cmd === 'connack' && connack.reasonCode, 0x97);
       await raw.waitClosed();
       release();
@@ -93,13 +93,13 @@ test('below the bounds, packets behind CONNECT wait for the CONNACK and are then
     async (b, track) => {
       const sub = track(await RawClient.subscriber(b.port, 'watcher', 'flood/#'));
       const raw = track(await RawClient.open(b.port, 5));
-      raw.write(Buffer.concat([connectBytes('flood-ok'), publishBytes('flood/ok', Buffer.from('held'))]));
+      raw.writeRaw(Buffer.concat([connectBytes('flood-ok'), publishBytes('flood/ok', Buffer.from('held'))]));
       // Held, not routed, while authentication is pending: the marker from another client comes first.
       await assertOnlyMarkerArrives(b.port, sub);
       release();
-      const connack = await raw.next('connack');
+      const connack = await raw.take('connack');
       assert.equal(connack.cmd === 'connack' && connack.reasonCode, 0);
-      const held = await sub.next('publish');
+      const held = await sub.take('publish');
       assert.equal(held.cmd === 'publish' && held.payload.toString(), 'held');
     },
     {},

@@ -9,10 +9,10 @@ test('publish rate limit: a client past maxPublishRate is disconnected with 0x96
   await withBroker(
     async (b, track) => {
       for (const protocolVersion of [5, 4] as const) {
-        const { client: fast } = await RawClient.connect(b.port, { clientId: `rl-fast-${protocolVersion}`, protocolVersion });
+        const { client: fast } = await RawClient.connect(b.port, protocolVersion, { clientId: `rl-fast-${protocolVersion}` });
         track(fast);
         // 50 allowed at once (a second's worth), so 200 in one write must trip it.
-        fast.write(Buffer.concat(Array.from({ length: 200 }, (_, i) => mqttPacket.generate({ cmd: 'publish', topic: 'rl/x', payload: Buffer.from(String(i)), qos: 0, dup: false, retain: false }, { protocolVersion }))));
+        fast.writeRaw(Buffer.concat(Array.from({ length: 200 }, (_, i) => mqttPacket.generate({ cmd: 'publish', topic: 'rl/x', payload: Buffer.from(String(i)), qos: 0, dup: false, retain: false }, { protocolVersion }))));
         await fast.waitClosed();
         const disconnect = fast.received.find((p) => p.cmd === 'disconnect');
         if (protocolVersion === 5) assert.equal(disconnect?.cmd === 'disconnect' && disconnect.reasonCode, 0x96);
@@ -20,10 +20,10 @@ test('publish rate limit: a client past maxPublishRate is disconnected with 0x96
       }
       assert.equal(b.broker.stats.rateLimited, 2);
       // A client within the rate is served.
-      const { client: slow } = await RawClient.connect(b.port, { clientId: 'rl-slow' });
+      const { client: slow } = await RawClient.connect(b.port, 5, { clientId: 'rl-slow' });
       track(slow);
       slow.send({ cmd: 'publish', topic: 'rl/ok', payload: Buffer.from('within'), qos: 1, messageId: 1, dup: false, retain: false });
-      const ack = await slow.next('puback');
+      const ack = await slow.take('puback');
       assert.equal(ack.cmd === 'puback' && (ack.reasonCode ?? 0), 0);
     },
     { maxPublishRate: 50 },

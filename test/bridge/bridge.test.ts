@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DEFAULT_ROCKETMQ_VERSION, defaultCacheDir } from '../../scripts/rocketmq/local-rocketmq';
 import http from 'node:http';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { collect, connect, endClient, sleep } from '../helpers';
 import { namesrvAddr } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from '../cluster/nodes';

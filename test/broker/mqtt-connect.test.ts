@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IConnackPacket, IDisconnectPacket } from 'mqtt-packet';
 import { collect, connect, endClient } from '../helpers';
 import { RawClient, once, withBroker } from '../mqtt-helpers';
 import type { AuthRequest, BrokerHooks } from '../../src/broker/options';
@@ -10,58 +9,58 @@ test('CONNACK session present: 0 on a new session, 1 on reconnect to a persisten
     for (const protocolVersion of [3, 4, 5] as const) {
       const clientId = `sp-${protocolVersion}`;
       const persistent = protocolVersion === 5 ? { clean: false, properties: { sessionExpiryInterval: 60 } } : { clean: false };
-      const first = await RawClient.connect(b.port, { clientId, protocolVersion, ...persistent });
-      assert.equal((first.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} first connect`);
+      const first = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
+      assert.equal(first.connack.sessionPresent, false, `v${protocolVersion} first connect`);
       assert.equal(first.connack.cmd, 'connack');
       first.client.send({ cmd: 'disconnect' });
       await first.client.waitClosed();
 
-      const second = await RawClient.connect(b.port, { clientId, protocolVersion, ...persistent });
-      assert.equal((second.connack as IConnackPacket).sessionPresent, true, `v${protocolVersion} reconnect`);
+      const second = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
+      assert.equal(second.connack.sessionPresent, true, `v${protocolVersion} reconnect`);
       second.client.send({ cmd: 'disconnect' });
       await second.client.waitClosed();
 
-      const clean = await RawClient.connect(b.port, { clientId, protocolVersion, clean: true });
-      assert.equal((clean.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} clean start`);
+      const clean = await RawClient.connect(b.port, protocolVersion, { clientId, clean: true });
+      assert.equal(clean.connack.sessionPresent, false, `v${protocolVersion} clean start`);
       clean.client.send({ cmd: 'disconnect' });
       await clean.client.waitClosed();
 
       // The clean connection discarded the session, and its own ended with it.
-      const after = await RawClient.connect(b.port, { clientId, protocolVersion, ...persistent });
-      assert.equal((after.connack as IConnackPacket).sessionPresent, false, `v${protocolVersion} after clean`);
-      after.client.destroy();
+      const after = await RawClient.connect(b.port, protocolVersion, { clientId, ...persistent });
+      assert.equal(after.connack.sessionPresent, false, `v${protocolVersion} after clean`);
+      await after.client.destroy();
     }
   });
 });
 
 test('zero-length client id: MQTT 5 gets an assigned id, 3.1.1 clean=1 accepted, 3.1.1 clean=0 and 3.1 refused with 2', async () => {
   await withBroker(async (b, track) => {
-    const v5 = await RawClient.connect(b.port, { clientId: '', protocolVersion: 5 });
+    const v5 = await RawClient.connect(b.port, 5, { clientId: '' });
     track(v5.client);
-    const c5 = v5.connack as IConnackPacket;
+    const c5 = v5.connack;
     assert.equal(c5.reasonCode, 0);
     const assigned = c5.properties?.assignedClientIdentifier;
     assert.equal(typeof assigned, 'string');
     assert.ok(assigned && assigned.length > 0);
     assert.ok(b.broker.sessions.has(assigned!));
 
-    const v4clean = await RawClient.connect(b.port, { clientId: '', protocolVersion: 4, clean: true });
+    const v4clean = await RawClient.connect(b.port, 4, { clientId: '', clean: true });
     track(v4clean.client);
-    assert.equal((v4clean.connack as IConnackPacket).returnCode, 0);
-    assert.equal((v4clean.connack as IConnackPacket).properties, undefined);
+    assert.equal(v4clean.connack.returnCode, 0);
+    assert.equal(v4clean.connack.properties, undefined);
 
     // mqtt-packet refuses to generate this CONNECT, so it is written by hand: MQTT 3.1.1, flags 0, keep alive 0, empty id.
     const v4persistent = track(await RawClient.open(b.port, 4));
-    v4persistent.write(Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 0, 0, 0]));
-    const refused = (await v4persistent.next('connack')) as IConnackPacket;
+    v4persistent.writeRaw(Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 0, 0, 0]));
+    const refused = await v4persistent.take('connack');
     assert.equal(refused.returnCode, 2);
     assert.equal(refused.sessionPresent, false);
     await v4persistent.waitClosed();
 
     // MQTT 3.1 (MQIsdp), clean session, empty id: also written by hand.
     const v3 = track(await RawClient.open(b.port, 3));
-    v3.write(Buffer.concat([Buffer.from([0x10, 14, 0, 6]), Buffer.from('MQIsdp'), Buffer.from([3, 0x02, 0, 0, 0, 0])]));
-    assert.equal(((await v3.next('connack')) as IConnackPacket).returnCode, 2);
+    v3.writeRaw(Buffer.concat([Buffer.from([0x10, 14, 0, 6]), Buffer.from('MQIsdp'), Buffer.from([3, 0x02, 0, 0, 0, 0])]));
+    assert.equal((await v3.take('connack')).returnCode, 2);
     await v3.waitClosed();
   });
 });
@@ -78,12 +77,12 @@ test('the authentication hook refuses bad credentials: MQTT 5 0x86, 3.1.1 and 3.
   };
   await withBroker(
     async (b, track) => {
-      const bad5 = await RawClient.connect(b.port, { clientId: 'a5', protocolVersion: 5, username: 'alice', password: Buffer.from('wrong') });
-      assert.equal((bad5.connack as IConnackPacket).reasonCode, 0x86);
+      const bad5 = await RawClient.connect(b.port, 5, { clientId: 'a5', username: 'alice', password: Buffer.from('wrong') });
+      assert.equal(bad5.connack.reasonCode, 0x86);
       await bad5.client.waitClosed();
       for (const protocolVersion of [3, 4] as const) {
-        const bad = await RawClient.connect(b.port, { clientId: `a${protocolVersion}`, protocolVersion, username: 'mallory', password: Buffer.from('x') });
-        assert.equal((bad.connack as IConnackPacket).returnCode, 4, `v${protocolVersion}`);
+        const bad = await RawClient.connect(b.port, protocolVersion, { clientId: `a${protocolVersion}`, username: 'mallory', password: Buffer.from('x') });
+        assert.equal(bad.connack.returnCode, 4, `v${protocolVersion}`);
         await bad.client.waitClosed();
       }
       assert.equal(b.broker.sessions.has('a5'), false);
@@ -105,9 +104,9 @@ test('the authentication hook refuses bad credentials: MQTT 5 0x86, 3.1.1 and 3.
 
 test('CONNECT with an authentication method is refused with 0x8C', async () => {
   await withBroker(async (b) => {
-    const r = await RawClient.connect(b.port, { clientId: 'am', protocolVersion: 5, properties: { authenticationMethod: 'SCRAM-SHA-1' } });
-    assert.equal((r.connack as IConnackPacket).reasonCode, 0x8c);
-    assert.equal((r.connack as IConnackPacket).sessionPresent, false);
+    const r = await RawClient.connect(b.port, 5, { clientId: 'am', properties: { authenticationMethod: 'SCRAM-SHA-1' } });
+    assert.equal(r.connack.reasonCode, 0x8c);
+    assert.equal(r.connack.sessionPresent, false);
     await r.client.waitClosed();
     assert.equal(b.broker.sessions.has('am'), false);
   });
@@ -130,35 +129,35 @@ test('a first packet other than CONNECT closes the connection without a reply', 
 
 test('a second CONNECT on a connection is a protocol error (MQTT 5: DISCONNECT 0x82)', async () => {
   await withBroker(async (b) => {
-    const v5 = await RawClient.connect(b.port, { clientId: 'twice5', protocolVersion: 5 });
+    const v5 = await RawClient.connect(b.port, 5, { clientId: 'twice5' });
     v5.client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'twice5', clean: true, keepalive: 0 });
-    const d = (await v5.client.next('disconnect')) as IDisconnectPacket;
+    const d = await v5.client.take('disconnect');
     assert.equal(d.reasonCode, 0x82);
     await v5.client.waitClosed();
-    assert.equal(v5.client.received.filter((p) => p.cmd === 'connack').length, 0);
+    assert.equal(v5.client.all('connack').length, 1, 'no CONNACK for the second CONNECT');
 
-    const v4 = await RawClient.connect(b.port, { clientId: 'twice4', protocolVersion: 4 });
+    const v4 = await RawClient.connect(b.port, 4, { clientId: 'twice4' });
     v4.client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'twice4', clean: true, keepalive: 0 });
     await v4.client.waitClosed();
-    assert.deepEqual(v4.client.received, []);
+    assert.deepEqual(v4.client.untaken(), []);
   });
 });
 
 test('keep alive is enforced at 1.5x: a silent client is closed (MQTT 5: DISCONNECT 0x8D), a pinging one is not', async () => {
   await withBroker(async (b, track) => {
-    const silent5 = await RawClient.connect(b.port, { clientId: 'ka5', protocolVersion: 5, keepalive: 1 });
-    const silent4 = await RawClient.connect(b.port, { clientId: 'ka4', protocolVersion: 4, keepalive: 1 });
-    const pinging = await RawClient.connect(b.port, { clientId: 'kap', protocolVersion: 5, keepalive: 1 });
+    const silent5 = await RawClient.connect(b.port, 5, { clientId: 'ka5', keepalive: 1 });
+    const silent4 = await RawClient.connect(b.port, 4, { clientId: 'ka4', keepalive: 1 });
+    const pinging = await RawClient.connect(b.port, 5, { clientId: 'kap', keepalive: 1 });
     track(pinging.client);
     const pinger = setInterval(() => pinging.client.send({ cmd: 'pingreq' }), 400);
     try {
-      const d = (await silent5.client.next('disconnect', 6000)) as IDisconnectPacket;
+      const d = await silent5.client.take('disconnect', undefined, 6000);
       assert.equal(d.reasonCode, 0x8d);
       await silent5.client.waitClosed();
       await silent4.client.waitClosed(6000);
-      assert.deepEqual(silent4.client.received, []);
+      assert.deepEqual(silent4.client.untaken(), []);
       assert.equal(pinging.client.closed, false);
-      const pong = await pinging.client.next('pingresp');
+      const pong = await pinging.client.take('pingresp');
       assert.equal(pong.cmd, 'pingresp');
     } finally {
       clearInterval(pinger);
@@ -180,17 +179,17 @@ test('a connection that sends no CONNECT within connectTimeoutMs is closed', asy
 test('maxKeepAlive: MQTT 5 CONNACK carries Server Keep Alive when the request is larger or 0, and it is enforced', async () => {
   await withBroker(
     async (b, track) => {
-      const r1 = await RawClient.connect(b.port, { clientId: 'sk2', protocolVersion: 5, keepalive: 600 });
+      const r1 = await RawClient.connect(b.port, 5, { clientId: 'sk2', keepalive: 600 });
       track(r1.client);
-      assert.equal((r1.connack as IConnackPacket).properties?.serverKeepAlive, 2);
-      const r0 = await RawClient.connect(b.port, { clientId: 'sk3', protocolVersion: 5, keepalive: 0 });
+      assert.equal(r1.connack.properties?.serverKeepAlive, 2);
+      const r0 = await RawClient.connect(b.port, 5, { clientId: 'sk3', keepalive: 0 });
       track(r0.client);
-      assert.equal((r0.connack as IConnackPacket).properties?.serverKeepAlive, 2);
-      const small = await RawClient.connect(b.port, { clientId: 'sk4', protocolVersion: 5, keepalive: 1 });
+      assert.equal(r0.connack.properties?.serverKeepAlive, 2);
+      const small = await RawClient.connect(b.port, 5, { clientId: 'sk4', keepalive: 1 });
       track(small.client);
-      assert.equal((small.connack as IConnackPacket).properties?.serverKeepAlive, undefined);
+      assert.equal(small.connack.properties?.serverKeepAlive, undefined);
       // The client asked for no keep alive, but the server's value applies.
-      const d = (await r0.client.next('disconnect', 6000)) as IDisconnectPacket;
+      const d = await r0.client.take('disconnect', undefined, 6000);
       assert.equal(d.reasonCode, 0x8d);
       await r0.client.waitClosed();
     },
@@ -201,9 +200,9 @@ test('maxKeepAlive: MQTT 5 CONNACK carries Server Keep Alive when the request is
 test('MQTT 5 CONNACK announces the broker limits', async () => {
   await withBroker(
     async (b, track) => {
-      const r = await RawClient.connect(b.port, { clientId: 'lim', protocolVersion: 5 });
+      const r = await RawClient.connect(b.port, 5, { clientId: 'lim' });
       track(r.client);
-      const c = r.connack as IConnackPacket;
+      const c = r.connack;
       assert.equal(c.reasonCode, 0);
       assert.equal(c.properties?.receiveMaximum, 7);
       assert.equal(c.properties?.maximumPacketSize, 4096);
@@ -218,10 +217,10 @@ test('MQTT 5 CONNACK announces the broker limits', async () => {
 test('PINGREQ gets PINGRESP; DISCONNECT closes the connection', async () => {
   await withBroker(async (b) => {
     for (const protocolVersion of [3, 4, 5] as const) {
-      const { client } = await RawClient.connect(b.port, { clientId: `p${protocolVersion}`, protocolVersion });
+      const { client } = await RawClient.connect(b.port, protocolVersion, { clientId: `p${protocolVersion}` });
       client.send({ cmd: 'pingreq' });
       client.send({ cmd: 'pingreq' });
-      await client.take('pingresp', 2);
+      await client.takeMany('pingresp', 2);
       client.send({ cmd: 'disconnect' });
       await client.waitClosed();
       assert.equal(b.broker.sessions.has(`p${protocolVersion}`), false);
@@ -231,13 +230,13 @@ test('PINGREQ gets PINGRESP; DISCONNECT closes the connection', async () => {
 
 test('session takeover: the first connection is closed (MQTT 5: DISCONNECT 0x8E, 3.1.1: closed)', async () => {
   await withBroker(async (b, track) => {
-    const first5 = await RawClient.connect(b.port, { clientId: 'same5', protocolVersion: 5 });
-    const second5 = await RawClient.connect(b.port, { clientId: 'same5', protocolVersion: 5 });
+    const first5 = await RawClient.connect(b.port, 5, { clientId: 'same5' });
+    const second5 = await RawClient.connect(b.port, 5, { clientId: 'same5' });
     track(second5.client);
-    const d = (await first5.client.next('disconnect')) as IDisconnectPacket;
+    const d = await first5.client.take('disconnect');
     assert.equal(d.reasonCode, 0x8e);
     await first5.client.waitClosed();
-    assert.equal((second5.connack as IConnackPacket).reasonCode, 0);
+    assert.equal(second5.connack.reasonCode, 0);
 
     const m1 = track(await connect(b.port, { protocolVersion: 4, clientId: 'same4' }));
     const closed = once(m1, 'close');
@@ -256,20 +255,20 @@ test('session takeover: the first connection is closed (MQTT 5: DISCONNECT 0x8E,
 test('session takeover keeps the persistent session: queued messages reach the new connection', async () => {
   await withBroker(async (b, track) => {
     // First connection subscribes but never acknowledges; the second takes over.
-    const first = await RawClient.connect(b.port, { clientId: 'tk', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 1 } });
+    const first = await RawClient.connect(b.port, 5, { clientId: 'tk', clean: false, properties: { sessionExpiryInterval: 300, receiveMaximum: 1 } });
     first.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'tk/#', qos: 1 }] });
-    await first.client.next('suback');
+    await first.client.take('suback');
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'tk-pub' }));
     for (const n of [1, 2, 3]) await pub.publishAsync('tk/a', `m${n}`, { qos: 1 });
-    const p1 = await first.client.next('publish');
+    const p1 = await first.client.take('publish');
     assert.equal(p1.cmd === 'publish' && p1.payload.toString(), 'm1');
 
-    const second = await RawClient.connect(b.port, { clientId: 'tk', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
+    const second = await RawClient.connect(b.port, 5, { clientId: 'tk', clean: false, properties: { sessionExpiryInterval: 300 } });
     track(second.client);
-    assert.equal((second.connack as IConnackPacket).sessionPresent, true);
-    const d = (await first.client.next('disconnect')) as IDisconnectPacket;
+    assert.equal(second.connack.sessionPresent, true);
+    const d = await first.client.take('disconnect');
     assert.equal(d.reasonCode, 0x8e);
-    const pubs = await second.client.take('publish', 3);
+    const pubs = await second.client.takeMany('publish', 3);
     const seen = pubs.map((p) => (p.cmd === 'publish' ? [p.payload.toString(), p.dup] : []));
     assert.deepEqual(seen, [
       ['m1', true],

@@ -1,13 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IPublishPacket, Packet } from 'mqtt-packet';
-import { collect, connect, endClient, sleep, startTestBroker } from '../helpers';
-import { RawClient, withBroker } from '../mqtt-helpers';
-
-function asPublish(p: Packet): IPublishPacket {
-  assert.equal(p.cmd, 'publish');
-  return p as IPublishPacket;
-}
+import { collect, connect, endClient, startTestBroker } from '../helpers';
+import { RawClient, expectNothingMore, pingBroker, withBroker } from '../mqtt-helpers';
 
 test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1; cleared by an empty payload', async () => {
   await withBroker(async (b, track) => {
@@ -25,12 +19,12 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
       [5, '+/b/+', [['rt/b/c', 'deep']]],
       [3, '#', [['rt/a', 'second'], ['rt/b/c', 'deep'], ['other/x', 'elsewhere']]],
     ] as const) {
-      const { client } = await RawClient.connect(b.port, { clientId: `rs-${filter}`, protocolVersion });
+      const { client } = await RawClient.connect(b.port, protocolVersion, { clientId: `rs-${filter}` });
       track(client);
       client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos: 1 }] });
-      await client.next('suback');
-      const got = (await client.take('publish', expected.length)).map(asPublish);
-      await client.expectNone('publish', 50);
+      await client.take('suback');
+      const got = (await client.takeMany('publish', expected.length));
+      await client.expectNothingBefore();
       assert.deepEqual(
         got.map((p) => [p.topic, p.payload.toString()]).sort(),
         expected.map((e) => [...e]).sort(),
@@ -53,7 +47,7 @@ test('retained: set, replaced, served on subscribe (wildcards too) with RETAIN=1
     const g = collect(later);
     await later.subscribeAsync('rt/#', { qos: 1 });
     const ms = await g.waitFor(1);
-    await sleep(100);
+    await expectNothingMore(later, g);
     assert.deepEqual(ms.map((m) => m.topic), ['rt/b/c']);
   });
 });
@@ -62,11 +56,11 @@ test('retained delivery: QoS is the minimum of the message and subscription QoS;
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rq-pub' }));
     await pub.publishAsync('rq/2', 'two', { qos: 2, retain: true });
-    const { client } = await RawClient.connect(b.port, { clientId: 'rq', protocolVersion: 5 });
+    const { client } = await RawClient.connect(b.port, 5, { clientId: 'rq' });
     track(client);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'rq/+', qos: 1 }], properties: { subscriptionIdentifier: 5 } });
-    await client.next('suback');
-    const p = asPublish(await client.next('publish'));
+    await client.take('suback');
+    const p = await client.take('publish');
     assert.equal(p.qos, 1);
     assert.equal(p.retain, true);
     assert.deepEqual(p.properties?.subscriptionIdentifier, 5);
@@ -92,11 +86,11 @@ test('retained messages are not sent for a shared subscription', async () => {
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rsh-pub' }));
     await pub.publishAsync('rsh/a', 'kept', { qos: 1, retain: true });
-    const { client } = await RawClient.connect(b.port, { clientId: 'rsh', protocolVersion: 5 });
+    const { client } = await RawClient.connect(b.port, 5, { clientId: 'rsh' });
     track(client);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$share/g/rsh/#', qos: 1 }] });
-    await client.next('suback');
-    await client.expectNone('publish', 150);
+    await client.take('suback');
+    await client.expectNothingBefore();
   });
 });
 
@@ -109,7 +103,8 @@ test('retained messages survive a broker restart with the same data directory', 
     await pub.publishAsync('rr/b', 'gone', { qos: 1, retain: true });
     await pub.publishAsync('rr/b', '', { qos: 1, retain: true });
     await pub.publishAsync('rr/c', 'q0', { qos: 0, retain: true });
-    await sleep(50); // QoS 0 retained changes commit in the background
+    // Handled by the PINGRESP: the QoS 0 retained change is then being committed, and stop waits for that.
+    await pingBroker(pub);
     await endClient(pub);
     await b.stop();
 
@@ -118,7 +113,7 @@ test('retained messages survive a broker restart with the same data directory', 
     const g = collect(sub);
     await sub.subscribeAsync('rr/#', { qos: 1 });
     const ms = await g.waitFor(2);
-    await sleep(100);
+    await expectNothingMore(sub, g);
     assert.deepEqual(ms.map((m) => [m.topic, m.payload.toString(), m.packet.retain]).sort(), [
       ['rr/a', 'kept', true],
       ['rr/c', 'q0', true],

@@ -3,7 +3,7 @@
 // messages are all still there.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { TestCluster } from './nodes';
 
 const LEASE_MS = 2000;

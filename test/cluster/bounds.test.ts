@@ -3,7 +3,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
 const cluster = new TestCluster(['--max-queued-messages', '5', '--queue-overflow', 'drop-oldest']);

@@ -2,7 +2,7 @@
 // reaches the new subscription, even when its filter is new to the whole cluster.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
 const cluster = new TestCluster();

@@ -2,7 +2,7 @@
 // and its clients find their sessions on the other nodes (G7, G8, G3/G4 across nodes).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
 const LEASE_MS = 2000;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { collect, connect, endClient } from '../helpers';
-import { RawClient, payloads } from '../guarantees/raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
 const cluster = new TestCluster();

@@ -9,7 +9,7 @@ import { startBroker, type RunningBroker } from '../../src/index';
 import { defaultConfig } from '../../src/ops/config';
 import { silentLogger } from '../../src/broker/options';
 import { RemotingTimeoutError } from '../../src/rocketmq';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { namesrvAddr, uniqueName } from '../rocketmq/helpers';
 
 const clusterName = uniqueName('r').replace(/_/g, '').slice(0, 24);

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { startLocalBroker, stopLocalBroker } from '../../scripts/rocketmq/local-rocketmq';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { localBrokerPort, localWorkDir } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 

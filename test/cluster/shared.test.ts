@@ -2,7 +2,7 @@
 // hands its unacknowledged messages to another member on another node.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { TestCluster, type ClusterNode } from './nodes';
 
 const cluster = new TestCluster();

@@ -7,7 +7,7 @@ import type { RocketMQClient } from '../../src/rocketmq';
 import { digest } from '../../src/cluster/names';
 import { readQueue } from '../../src/cluster/queue-tail';
 import { decodeRecord } from '../../src/cluster/session-log';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { sleep } from '../helpers';
 import { newClient } from '../rocketmq/helpers';
 import { TestCluster, type ClusterNode } from './nodes';

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Packet, ProtocolVersion } from '../../src/protocol/packets';
 import { BrokerOnDisk } from '../guarantees/broker-process';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { waitUntil } from '../guarantees/wait';
 
 const N = 600; // messages; odd numbers QoS 1 on crash/q1, even numbers QoS 2 on crash/q2

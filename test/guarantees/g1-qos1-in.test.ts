@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { MemoryStore } from '../../src/store/memory-store';
 import type { StoreOp } from '../../src/store/types';
 import { startTestBroker } from '../helpers';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { FaultyStore, GatedStore } from './stores';
 
 const hasEnqueue = (ops: StoreOp[]) => ops.some((op) => op.op === 'enqueue');

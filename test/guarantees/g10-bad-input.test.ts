@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../../src/broker/options';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
 import { startTestBroker } from '../helpers';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { waitUntil } from './wait';
 
 async function roundTrip(port: number): Promise<void> {

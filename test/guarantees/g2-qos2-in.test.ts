@@ -6,7 +6,7 @@ import { MemoryStore } from '../../src/store/memory-store';
 import type { ProtocolVersion } from '../../src/protocol/packets';
 import { startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { FaultyStore, GatedStore } from './stores';
 
 for (const version of [5, 4] as ProtocolVersion[]) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import type { ConnectPacket, ProtocolVersion } from '../../src/protocol/packets';
 import { startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 
 function persistent(version: ProtocolVersion, clientId: string): Partial<ConnectPacket> & { clientId: string } {
   return version === 5 ? { clientId, clean: false, properties: { sessionExpiryInterval: 300 } } : { clientId, clean: false };

@@ -6,7 +6,7 @@ import type { ConnectPacket, ProtocolVersion, PublishPacket } from '../../src/pr
 import { MemoryStore } from '../../src/store/memory-store';
 import { startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { GatedStore } from './stores';
 
 function persistent(version: ProtocolVersion, clientId: string): Partial<ConnectPacket> & { clientId: string } {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Store, type MqttClient } from 'mqtt';
 import { connect, endClient, startTestBroker } from '../helpers';
-import { RawClient } from './raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { firstAppearances, range, waitUntil } from './wait';
 
 test('G5: per-topic order holds for QoS 1 and QoS 2 through a small in-flight window, a reconnect and a takeover', async () => {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../../src/store/memory-store';
 import { collect, connect, endClient, startTestBroker } from '../helpers';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 import { FaultyStore } from './stores';
 import { range, waitUntil } from './wait';
 

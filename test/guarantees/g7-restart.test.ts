@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 
 test('G7: retained messages, a retained delete, subscriptions and queued messages survive kill -9', async () => {
   const broker = new BrokerOnDisk();

@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConnectPacket, ProtocolVersion } from '../../src/protocol/packets';
-import { sleep, startTestBroker } from '../helpers';
+import { startTestBroker } from '../helpers';
 import { BrokerOnDisk } from './broker-process';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 
 type Will = NonNullable<ConnectPacket['will']>;
 const will = (topic: string, payload: string, properties?: Will['properties']): Will => ({ topic, payload, qos: 1, retain: false, properties });
@@ -85,7 +85,8 @@ test('G8 MQTT 5: will delay: a reconnect within the delay cancels the will; with
     const { client: c2 } = await RawClient.connect(b.port, 5, { clientId: 'g8d-gone', properties: props, will: will('g8d/w', 'delayed', { willDelayInterval: 1 }) });
     await c2.destroy();
     await watch.take('publish', (p) => p.payload.toString() === 'delayed', 5000);
-    await sleep(300); // the cancelled will was due before this one: without the cancel it would be here
+    // Without the cancel, the other will (armed first, with the same delay: its timer fires first)
+    // would have been published before this one.
     await barrier(b.port, watch, 'g8d/w');
     assert.deepEqual(payloads(watch.all('publish')), ['delayed', 'marker']);
   } finally {

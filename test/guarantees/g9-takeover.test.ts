@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ProtocolVersion } from '../../src/protocol/packets';
 import { startTestBroker } from '../helpers';
-import { RawClient, payloads } from './raw-client';
+import { RawClient, payloads } from '../mqtt-helpers';
 
 for (const version of [5, 4] as ProtocolVersion[]) {
   test(`G9 MQTT ${version === 5 ? '5 (DISCONNECT 0x8E)' : '3.1.1'}: takeover closes the first connection and keeps the session and its in-flight messages`, async () => {

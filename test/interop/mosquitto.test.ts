@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { startTestBroker } from '../helpers';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { waitUntil } from '../guarantees/wait';
 
 const installed = ['mosquitto_pub', 'mosquitto_sub'].every((bin) => !spawnSync(bin, ['--help']).error);

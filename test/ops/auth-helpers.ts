@@ -3,7 +3,7 @@
 import type { Logger } from '../../src/broker/options';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { tempDir } from '../helpers';
 
 /** A logger that keeps every line, to check that no secret is ever written. */

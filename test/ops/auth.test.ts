@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PasswordFile } from '../../src/auth/password-file';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { collect, connect, passwd, runClient, skipWithout, tempDir } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMetrics } from '../../src/ops/admin';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { sleep } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 

@@ -11,7 +11,7 @@ import { SignJWT, type JWTPayload } from 'jose';
 import { hashPassword } from '../../src/auth/password-file';
 import { startBroker } from '../../src/index';
 import { ConfigError, defaultConfig, loadConfig } from '../../src/ops/config';
-import { RawClient } from '../guarantees/raw-client';
+import { RawClient } from '../mqtt-helpers';
 import { collect, connect, endClient, runClient, skipWithout, tempDir } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
 

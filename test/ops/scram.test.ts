@@ -84,7 +84,7 @@ async function startExchange(port: number, clientId: string, username = 'alice')
   const session = sasl.startSession([SHA256]);
   const client = await RawClient.open(port, 5);
   client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId, username, properties: { authenticationMethod: SHA256, authenticationData: Buffer.from(session.response) } });
-  const auth = (await client.next('auth')) as IAuthPacket;
+  const auth = (await client.take('auth')) as IAuthPacket;
   assert.equal(auth.reasonCode, 0x18);
   assert.equal(auth.properties?.authenticationMethod, SHA256);
   return { client, session, serverFirst: auth.properties?.authenticationData?.toString() ?? '' };
@@ -97,13 +97,13 @@ async function rawScramConnected(b: TestBroker, clientId: string): Promise<RawCl
   const { client, session, serverFirst } = await startExchange(b.port, clientId);
   await sasl.continueSession(session, 'alice-pw', serverFirst);
   client.send(authPacket(0x18, session.response));
-  const connack = (await client.next('connack')) as IConnackPacket;
+  const connack = (await client.take('connack')) as IConnackPacket;
   assert.equal(connack.reasonCode, 0);
   return client;
 }
 
 async function expectCode(client: RawClient, cmd: 'connack' | 'disconnect', code: number): Promise<void> {
-  const packet = (await client.next(cmd, 10_000)) as IConnackPacket | IDisconnectPacket;
+  const packet = (await client.take(cmd, () => true, 10_000)) as IConnackPacket | IDisconnectPacket;
   assert.equal(packet.reasonCode, code, `${cmd} ${packet.reasonCode} (${packet.properties?.reasonString ?? ''})`);
   await client.waitClosed(10_000);
 }
@@ -141,9 +141,9 @@ test('SCRAM-SHA-512 through the broker, with our own client derivations (pg has 
       const client = await RawClient.open(b.port, 5);
       try {
         client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId: 'sha512', properties: { authenticationMethod: 'SCRAM-SHA-512', authenticationData: Buffer.from(scram.clientFirst) } });
-        const auth = (await client.next('auth')) as IAuthPacket;
+        const auth = (await client.take('auth')) as IAuthPacket;
         client.send(authPacket(0x18, scram.clientFinal(auth.properties?.authenticationData?.toString() ?? '', password), 'SCRAM-SHA-512'));
-        const connack = (await client.next('connack')) as IConnackPacket;
+        const connack = (await client.take('connack')) as IConnackPacket;
         assert.equal(connack.reasonCode, expected);
         if (expected === 0) assert.equal(scram.serverVerified(connack.properties?.authenticationData?.toString() ?? ''), true);
       } finally {
@@ -165,7 +165,7 @@ test('AUTH out of sequence or with another method: CONNACK 0x82 during the excha
     otherMethod.client.send(authPacket(0x18, otherMethod.session.response, 'SCRAM-SHA-512'));
     await expectCode(otherMethod.client, 'connack', 0x82);
 
-    const { client: plain, connack } = await RawClient.connect(b.port, { clientId: 'oos-3', username: 'bob', password: Buffer.from('bob-pw') });
+    const { client: plain, connack } = await RawClient.connect(b.port, 5, { clientId: 'oos-3', username: 'bob', password: Buffer.from('bob-pw') });
     track(plain);
     assert.equal((connack as IConnackPacket).reasonCode, 0);
     plain.send(authPacket(0x19, 'n,,n=*,r=abc'));
@@ -198,7 +198,7 @@ test('a client that stops mid-exchange is refused (CONNACK 0x87) and disconnecte
 
     const reauth = track(await rawScramConnected(b, 'silent-2'));
     reauth.send(authPacket(0x19, sasl.startSession([SHA256]).response));
-    assert.equal(((await reauth.next('auth')) as IAuthPacket).reasonCode, 0x18);
+    assert.equal(((await reauth.take('auth')) as IAuthPacket).reasonCode, 0x18);
     await expectCode(reauth, 'disconnect', 0x87);
   }, { ...authFiles(), connectTimeoutMs: 1000 });
 });
@@ -209,7 +209,7 @@ test('re-authentication (AUTH 0x19) with the same method: AUTH 0x00 with v= that
     for (const password of ['alice-pw', 'alice-pw!']) {
       const session = sasl.startSession([SHA256]);
       client.send(authPacket(0x19, session.response));
-      const serverFirst = (await client.next('auth')) as IAuthPacket;
+      const serverFirst = (await client.take('auth')) as IAuthPacket;
       assert.equal(serverFirst.reasonCode, 0x18);
       await sasl.continueSession(session, password, serverFirst.properties?.authenticationData?.toString() ?? '');
       client.send(authPacket(0x18, session.response));
@@ -217,11 +217,11 @@ test('re-authentication (AUTH 0x19) with the same method: AUTH 0x00 with v= that
         await expectCode(client, 'disconnect', 0x87);
         break;
       }
-      const done = (await client.next('auth')) as IAuthPacket;
+      const done = (await client.take('auth')) as IAuthPacket;
       assert.equal(done.reasonCode, 0);
       sasl.finalizeSession(session, done.properties?.authenticationData?.toString() ?? '');
       client.send({ cmd: 'pingreq' });
-      await client.next('pingresp');
+      await client.take('pingresp');
     }
     assert.ok(client.closed);
   }, authFiles());
