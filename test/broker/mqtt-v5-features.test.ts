@@ -1,6 +1,7 @@
 import { test } from 'node:test';
+import { ManualClock } from '../manual-clock';
 import assert from 'node:assert/strict';
-import { collect, connect, sleep } from '../helpers';
+import { collect, connect } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
 import { RawClient, arrivedBeforeMarker, expectNothingMore, payloads, withBroker } from '../mqtt-helpers';
 
@@ -56,7 +57,8 @@ test('session expiry 0 (the MQTT 5 default) ends the session with the connection
   });
 });
 
-test('message expiry: an expired queued message is not delivered; the remaining interval is decremented', async () => {
+test('message expiry: an expired queued message is not delivered; the remaining interval is decremented (on a clock the test moves)', async () => {
+  const clock = new ManualClock();
   await withBroker(async (b, track) => {
     const c1 = await RawClient.connect(b.port, 5, { clientId: 'mx', clean: false, properties: { sessionExpiryInterval: 60 } });
     c1.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'mx/#', qos: 1 }] });
@@ -68,7 +70,7 @@ test('message expiry: an expired queued message is not delivered; the remaining 
     await pub.publishAsync('mx/short', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } });
     await pub.publishAsync('mx/long', 'long', { qos: 1, properties: { messageExpiryInterval: 20 } });
     await pub.publishAsync('mx/none', 'none', { qos: 1 });
-    await sleep(2100);
+    clock.advance(2000);
 
     const c2 = await RawClient.connect(b.port, 5, { clientId: 'mx', clean: false, properties: { sessionExpiryInterval: 60 } });
     track(c2.client);
@@ -76,29 +78,30 @@ test('message expiry: an expired queued message is not delivered; the remaining 
     const none = await c2.client.take('publish');
     assert.equal(long.payload.toString(), 'long');
     const remaining = long.properties?.messageExpiryInterval;
-    assert.ok(remaining !== undefined && remaining >= 1 && remaining <= 18, `remaining interval ${remaining}`);
+    assert.equal(remaining, 18, '20 s minus the 2 s it waited');
     assert.equal(none.payload.toString(), 'none');
     assert.equal(none.properties?.messageExpiryInterval, undefined);
     await c2.client.expectNothingBefore();
-  });
+  }, {}, { clock });
 });
 
-test('message expiry applies to retained messages', async () => {
+test('message expiry applies to retained messages (on a clock the test moves)', async () => {
+  const clock = new ManualClock();
   await withBroker(async (b, track) => {
     const pub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rx-pub' }));
     await pub.publishAsync('rx/short', 'short', { qos: 1, retain: true, properties: { messageExpiryInterval: 1 } });
     await pub.publishAsync('rx/long', 'long', { qos: 1, retain: true, properties: { messageExpiryInterval: 30 } });
-    await sleep(1200);
+    clock.advance(1000);
     const sub = track(await connect(b.port, { protocolVersion: 5, clientId: 'rx-sub' }));
     const g = collect(sub);
     await sub.subscribeAsync('rx/#', { qos: 1 });
     const [m] = await g.waitFor(1);
     assert.equal(m.topic, 'rx/long');
     const remaining = m.packet.properties?.messageExpiryInterval;
-    assert.ok(remaining !== undefined && remaining <= 29 && remaining >= 1, `remaining ${remaining}`);
+    assert.equal(remaining, 29, 'expired at exactly 1 s; 29 s left of 30');
     await expectNothingMore(sub, g);
     assert.equal(g.messages.length, 1);
-  });
+  }, {}, { clock });
 });
 
 test('topic alias client → broker: an alias set with a topic is resolved on later PUBLISHes; bad aliases close', async () => {

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import { collect, connect, sleep } from '../helpers';
+import { collect, connect } from '../helpers';
+import { ManualClock } from '../manual-clock';
 import { waitUntil } from '../guarantees/wait';
 import { RawClient, arrivedBeforeMarker, payloads, withBroker, type TestBroker } from '../mqtt-helpers';
 
@@ -99,31 +100,38 @@ test('a retained will becomes the retained message of its topic', async () => {
   });
 });
 
-test('will delay: the will is published after the delay, and a reconnect within the delay cancels it', async () => {
-  await withBroker(async (b, track) => {
-    const w = await watch(b, 'wdl/#');
-    track(w.client);
-    const delayed = await RawClient.connect(b.port, 5, {
-      clientId: 'delayed',
-      properties: { sessionExpiryInterval: 30 },
-      will: { topic: 'wdl/delayed', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
-    });
-    const cancelled = await RawClient.connect(b.port, 5, {
-      clientId: 'cancelled',
-      properties: { sessionExpiryInterval: 30 },
-      will: { topic: 'wdl/cancelled', payload: Buffer.from('never'), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
-    });
-    await delayed.client.destroy();
-    await cancelled.client.destroy();
-    await sleep(400);
-    assert.equal(w.messages.length, 0, 'no will before the delay');
-    const back = await RawClient.connect(b.port, 5, { clientId: 'cancelled', clean: false, properties: { sessionExpiryInterval: 30 } });
-    track(back.client);
-    const [m] = await w.waitFor(1, 4000);
-    assert.equal(m.topic, 'wdl/delayed');
-    await sleep(1000);
-    assert.deepEqual(w.messages.map((x) => x.topic), ['wdl/delayed']);
-  });
+test('will delay: the will is published after the delay, and a reconnect within the delay cancels it (on a clock the test moves)', async () => {
+  const clock = new ManualClock();
+  await withBroker(
+    async (b, track) => {
+      const w = await watch(b, 'wdl/#');
+      track(w.client);
+      const delayed = await RawClient.connect(b.port, 5, {
+        clientId: 'delayed',
+        properties: { sessionExpiryInterval: 30 },
+        will: { topic: 'wdl/delayed', payload: Buffer.from('late'), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
+      });
+      const cancelled = await RawClient.connect(b.port, 5, {
+        clientId: 'cancelled',
+        properties: { sessionExpiryInterval: 30 },
+        will: { topic: 'wdl/cancelled', payload: Buffer.from('never'), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
+      });
+      await delayed.client.destroy();
+      await cancelled.client.destroy();
+      await waitUntil(() => ['delayed', 'cancelled'].every((id) => b.broker.sessions.get(id)?.online === false), 'the broker to see both connections cut');
+      clock.advance(999);
+      assert.deepEqual(payloads(await arrivedBeforeMarker(w.client, 'wdl/marker', w)), [], 'no will 1 ms before the delay ends');
+      const back = await RawClient.connect(b.port, 5, { clientId: 'cancelled', clean: false, properties: { sessionExpiryInterval: 30 } });
+      track(back.client);
+      clock.advance(1);
+      await waitUntil(() => w.arrived.some((p) => p.topic === 'wdl/delayed'), 'the delayed will');
+      clock.advance(60_000);
+      const topics = (await arrivedBeforeMarker(w.client, 'wdl/marker', w)).map((p) => p.topic);
+      assert.deepEqual(topics.filter((t) => t !== 'wdl/marker'), ['wdl/delayed'], 'the reconnect cancelled the other will');
+    },
+    {},
+    { clock },
+  );
 });
 
 test('will delay longer than the session expiry: the will is published when the session ends', async () => {

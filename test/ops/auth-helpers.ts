@@ -1,5 +1,6 @@
 // Shared by the authentication tests: a broker with authentication options and a logger that
 // keeps every line (to check that no secret is written), and the CONNACK code of one CONNECT.
+import type { Clock } from '../../src/broker/clock';
 import type { Logger } from '../../src/broker/options';
 import { startBroker } from '../../src/index';
 import { defaultConfig, type Config } from '../../src/ops/config';
@@ -12,9 +13,14 @@ export function recordingLogger(lines: string[]): Logger {
   return { debug: rec, info: rec, warn: rec, error: rec };
 }
 
-export async function withAuthBroker(overrides: Partial<Config>, fn: (port: number, running: Awaited<ReturnType<typeof startBroker>>) => Promise<void>, log?: Logger): Promise<void> {
+export async function withAuthBroker(
+  overrides: Partial<Config>,
+  fn: (port: number, running: Awaited<ReturnType<typeof startBroker>>) => Promise<void>,
+  log?: Logger,
+  clock?: Clock,
+): Promise<void> {
   const config: Config = { ...defaultConfig, host: '127.0.0.1', port: 0, dataDir: tempDir(), durability: 'relaxed', logLevel: 'silent', ...overrides };
-  const running = await startBroker(config, log ?? recordingLogger([]));
+  const running = await startBroker(config, log ?? recordingLogger([]), { clock });
   try {
     await fn(running.port, running);
   } finally {
