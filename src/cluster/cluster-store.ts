@@ -123,6 +123,10 @@ export class ClusterStore implements Store {
   readonly membership: Membership;
   private listener: StoreListener | undefined;
   private readonly held = new Map<string, HeldSession>();
+  /** Writes issued outside every session chain (retained messages, publishes, acks), until they settle. */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** The last retained write of each topic still in flight (settled: never rejects). */
+  private readonly retainedWrites = new Map<string, Promise<void>>();
   private readonly uniqKeys = new WeakMap<Message, string>();
   /** Messages from the downlink: never sent back to an uplink topic. */
   private readonly fromDownlink = new WeakSet<Message>();
@@ -306,7 +310,7 @@ export class ClusterStore implements Store {
   private readonly opening = new Map<string, number>();
 
   commit(ops: StoreOp[]): Promise<void> {
-    if (ops.length === 0) return Promise.all([...this.held.values()].map((h) => h.chain)).then(() => undefined);
+    if (ops.length === 0) return this.settled();
     if (this.closed) return Promise.reject(new StoreError('closed', 'store is closed'));
     if (!this.membership.leaseValid()) {
       return Promise.reject(new StoreError('unavailable', 'this node has no valid lease: RocketMQ unreachable'));
@@ -315,10 +319,26 @@ export class ClusterStore implements Store {
     const held = key !== undefined ? this.held.get(key) : undefined;
     // Delivery progress (acks, PUBREC states, releases) need not wait for the session's other
     // writes: the change batches keep their order, and coalesce one session's many acks.
-    if (!held || ops.every((op) => op.op === 'dequeue' || op.op === 'setDeliveryState' || op.op === 'deleteInboundQos2')) return this.write(ops);
+    if (!held || ops.every((op) => op.op === 'dequeue' || op.op === 'setDeliveryState' || op.op === 'deleteInboundQos2')) return this.unchained(this.write(ops));
     const done = held.chain.then(() => this.write(ops));
     held.chain = done.catch(() => undefined);
     return done;
+  }
+
+  /** Resolves once every write issued so far has settled (the empty commit's promise). */
+  private settled(): Promise<void> {
+    return Promise.all([...[...this.held.values()].map((h) => h.chain), ...this.inFlight]).then(() => undefined);
+  }
+
+  /** A write not ordered behind a held session's chain: tracked so that an empty commit waits for it too. */
+  private unchained(write: Promise<void>): Promise<void> {
+    const settled = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.inFlight.add(settled);
+    void settled.then(() => this.inFlight.delete(settled));
+    return write;
   }
 
   async close(): Promise<void> {
@@ -327,7 +347,7 @@ export class ClusterStore implements Store {
     if (this.orphanTimer) clearInterval(this.orphanTimer);
     if (this.renewTimer) clearInterval(this.renewTimer);
     await this.downlink?.stop();
-    await Promise.all([...this.held.values()].map((h) => h.chain));
+    await this.settled();
     for (const held of this.held.values()) for (const tail of held.inboxTails) void tail.stop();
     for (const tail of [...this.indexTails, ...this.retainedTails]) void tail.stop();
     await this.membership.stop();
@@ -797,7 +817,26 @@ export class ClusterStore implements Store {
     await Promise.all(chunks.map((lmqs) => this.mq.sendToLmqs(outgoing, lmqs, { queue, resolveLmqOffsets: false })));
   }
 
-  private async writeRetained(topic: string, message: Message | undefined): Promise<void> {
+  /**
+   * Retained writes of one topic go out one after the other, in call order: SENDs in flight
+   * together may be stored in another order (the broker handles them on several threads), and
+   * the last one stored is the one every node keeps.
+   */
+  private writeRetained(topic: string, message: Message | undefined): Promise<void> {
+    const previous = this.retainedWrites.get(topic);
+    const write = previous ? previous.then(() => this.sendRetained(topic, message)) : this.sendRetained(topic, message);
+    const settled = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.retainedWrites.set(topic, settled);
+    void settled.then(() => {
+      if (this.retainedWrites.get(topic) === settled) this.retainedWrites.delete(topic);
+    });
+    return write;
+  }
+
+  private async sendRetained(topic: string, message: Message | undefined): Promise<void> {
     const key = digest(topic);
     const queues = this.retainedTails.map((t) => t.queue);
     const queue = queues[parseInt(key.slice(0, 8), 16) % queues.length]!;

@@ -1,8 +1,8 @@
 // One conformance suite for every Store the embedded broker can run on (memory and LMDB): what a
 // commit promises, checked through the port itself (commit, then load after a reopen), and for
 // LMDB a real crash (kill -9 of a child process committing batches) between batches. The
-// cluster's store delivers through RocketMQ (`publish` ops, not queue ops) and has its own tests
-// under test/cluster.
+// cluster's store delivers through RocketMQ (`publish` ops, not queue ops): the same contract for
+// it, without the queue ops, is test/cluster/store-conformance.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
