@@ -12,6 +12,7 @@ import type { TopicLimits } from '../broker/options';
 import { topicFilterError, topicMatches } from '../protocol/topics';
 import { filterCovers, unsharedFilter } from './acl';
 
+/** JWT as the MQTT password (docs/security.md): one key source among the first four, '' for none. */
 export interface JwtOptions {
   jwtSecret: string;
   jwtSecretFile: string;
@@ -19,7 +20,9 @@ export interface JwtOptions {
   jwtJwksFile: string;
   jwtUsernameClaim: string;
   jwtAclClaim: string;
+  /** '': not checked. */
   jwtIssuer: string;
+  /** '': not checked. */
   jwtAudience: string;
   jwtClockToleranceSeconds: number;
 }

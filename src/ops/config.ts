@@ -1,10 +1,11 @@
 import fs from 'node:fs';
 import { type BrokerOptions, defaultBrokerOptions } from '../broker/options';
 import { topicFilterError } from '../protocol/topics';
+import type { JwtOptions } from '../auth/jwt';
 import type { ListenerOptions } from '../transport/listeners';
 
-/** The whole configuration: where to listen, which store, and the broker core's options. */
-export interface Config extends BrokerOptions, ListenerOptions {
+/** The whole configuration: where to listen, which store, the broker core's options, JWT keys (docs/security.md). */
+export interface Config extends BrokerOptions, ListenerOptions, JwtOptions {
   /** Admin HTTP port serving /metrics and /healthz; 0 turns it off. */
   adminPort: number;
   /** Bearer token of the admin REST API (/api/v1); '' turns the API off. */
@@ -38,17 +39,6 @@ export interface Config extends BrokerOptions, ListenerOptions {
   /** ACL file in Mosquitto's format; '' for none. */
   aclFile: string;
   allowAnonymous: 'auto' | 'true' | 'false';
-  /** JWT as the MQTT password (docs/security.md): one key source among the next four, '' for none. */
-  jwtSecret: string;
-  jwtSecretFile: string;
-  jwtPublicKeyFile: string;
-  jwtJwksFile: string;
-  jwtUsernameClaim: string;
-  jwtAclClaim: string;
-  /** '' : not checked. */
-  jwtIssuer: string;
-  jwtAudience: string;
-  jwtClockToleranceSeconds: number;
 }
 
 /** Cluster mode: MQTT messages whose topic `filter` matches go to RocketMQ `topic` with `tag` (docs/bridge.md). */
