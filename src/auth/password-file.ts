@@ -148,16 +148,26 @@ export class PasswordFile {
     return this.users.has(user);
   }
 
-  /** Constant time in the hash comparison; an unknown user costs a derivation too, so timing does not tell users apart. */
+  /**
+   * Constant time in the hash comparison. An unknown user costs a derivation with the parameters
+   * of the file's first user (the same KDF and work factor as a real one in a file written by one
+   * tool), so timing does not tell which users exist.
+   */
   async verify(user: string, password: Buffer): Promise<boolean> {
     const h = this.passwordHash(user);
-    const derived = await derive(h ?? DUMMY, password);
+    const derived = await derive(h ?? this.decoy(), password);
     return h !== undefined && derived.length === expected(h).length && timingSafeEqual(derived, expected(h));
   }
 
   /** The user's SCRAM keys for `mechanism`, if its lines have them. */
   scramCredentials(user: string, mechanism: ScramMechanism): ScramCredentials | undefined {
     return this.users.get(user)?.scram[mechanism];
+  }
+
+  /** A stand-in costing what the file's first user costs: that user's own hash (the result is discarded: no password matches an unknown user). */
+  private decoy(): Hash {
+    const first = this.users.keys().next();
+    return (first.done ? undefined : this.passwordHash(first.value)) ?? DUMMY;
   }
 
   /** What a plain password is checked against: the password hash, else the SCRAM-SHA-256 keys, else the -512 ones. */
@@ -170,6 +180,7 @@ export class PasswordFile {
   }
 }
 
+/** For a file without users: the cheapest hash Mosquitto writes. */
 const DUMMY: Hash = { kind: 'mosquitto-pbkdf2', iterations: 101, salt: Buffer.alloc(12), hash: Buffer.alloc(64) };
 
 /**
