@@ -61,7 +61,7 @@ export async function startBroker(
   options: { store?: Store; hooks?: BrokerHooks; clock?: Clock } = {},
 ): Promise<RunningBroker> {
   const store = options.store ?? createStore(config, log);
-  const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.allowAnonymous !== 'auto' || jwtConfigured(config)) ? new FileAuth(config, log) : undefined;
+  const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.aclRules.length > 0 || config.allowAnonymous !== 'auto' || jwtConfigured(config)) ? new FileAuth(config, log) : undefined;
   const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log, options.clock);
   await broker.start();
   const listeners = new Listeners(broker, config);

@@ -62,6 +62,13 @@ export class Acl {
     return new Acl(anonymous, byUser, patterns);
   }
 
+  /** These rules and `other`'s, as if read from two files: a grant in either allows, a deny in either wins. */
+  with(other: Acl): Acl {
+    const byUser = new Map(this.byUser);
+    for (const [user, rules] of other.byUser) byUser.set(user, [...(byUser.get(user) ?? []), ...rules]);
+    return new Acl([...this.anonymous, ...other.anonymous], byUser, [...this.patterns, ...other.patterns]);
+  }
+
   canPublish(who: Identity, topic: string): boolean {
     return this.decide(who, 'write', (filter) => topicMatches(filter, topic));
   }

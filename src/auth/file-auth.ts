@@ -19,8 +19,10 @@ import { type ScramMechanism, type ScramServerState, decoyCredentials, isScramMe
 export interface FileAuthOptions extends JwtOptions {
   /** Path of the password file; '' for none. */
   passwordFile: string;
-  /** Path of the ACL file; '' for none (everything allowed). */
+  /** Path of the ACL file; '' for none. */
   aclFile: string;
+  /** ACL rules from the config, in the file's format; with neither these nor a file, everything is allowed. */
+  aclRules: string[];
   /** 'auto': anonymous clients allowed unless a password file or a JWT key is configured. */
   allowAnonymous: 'auto' | 'true' | 'false';
   /** Failed password checks one address may have per minute; past it, its CONNECTs are refused unchecked (0 = no limit). */
@@ -71,7 +73,9 @@ export class FileAuth implements BrokerHooks {
   private load(): void {
     const o = this.options;
     const passwords = o.passwordFile ? PasswordFile.parse(fs.readFileSync(o.passwordFile, 'utf8'), o.passwordFile) : undefined;
-    const acl = o.aclFile ? Acl.parse(fs.readFileSync(o.aclFile, 'utf8'), o.aclFile) : undefined;
+    const fileAcl = o.aclFile ? Acl.parse(fs.readFileSync(o.aclFile, 'utf8'), o.aclFile) : undefined;
+    const configAcl = o.aclRules.length > 0 ? Acl.parse(o.aclRules.join('\n'), 'aclRules') : undefined;
+    const acl = fileAcl && configAcl ? fileAcl.with(configAcl) : (fileAcl ?? configAcl);
     const jwt = jwtConfigured(o) ? JwtVerifier.load(o) : undefined;
     this.passwords = passwords;
     this.acl = acl;

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { type BrokerOptions, defaultBrokerOptions } from '../broker/options';
 import { topicFilterError } from '../protocol/topics';
+import { Acl } from '../auth/acl';
 import type { JwtOptions } from '../auth/jwt';
 import type { ListenerOptions } from '../transport/listeners';
 
@@ -38,6 +39,8 @@ export interface Config extends BrokerOptions, ListenerOptions, JwtOptions {
   authFailuresPerMinute: number;
   /** ACL file in Mosquitto's format; '' for none. */
   aclFile: string;
+  /** ACL rules in the config itself, lines of the ACL file's format. */
+  aclRules: string[];
   allowAnonymous: 'auto' | 'true' | 'false';
 }
 
@@ -70,8 +73,11 @@ type Kind = 'int' | 'string' | 'optional-string' | 'enum' | 'bool' | 'uplink';
 
 export interface OptionSpec {
   key: keyof Config;
-  /** `filters`: topic filters; a JSON array in a config file, comma-separated in a flag or environment variable. */
-  kind: Kind | 'filters';
+  /**
+   * `filters`: topic filters; a JSON array in a config file, comma-separated in a flag or environment variable.
+   * `lines`: lines of text; a JSON array of strings in a config file, one per line of a flag or environment variable.
+   */
+  kind: Kind | 'filters' | 'lines';
   doc: string;
   min?: number;
   max?: number;
@@ -119,6 +125,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'maxKeepAlive', kind: 'int', min: 0, max: 65535, doc: 'Largest keep alive granted to MQTT 5 clients, seconds (0: no limit); larger requests get Server Keep Alive.' },
   { key: 'passwordFile', kind: 'optional-string', doc: 'Password file: `user:hash` lines, written by `iot-bridge passwd FILE USER` (scrypt; with `--scram`, SCRAM-SHA-256 and -512 keys instead); Mosquitto password files (`mosquitto_passwd`, `$6$` and `$7$`) are read as they are. A client with a user name must give its password (else CONNACK 0x86 / 3.1.1 code 4), or, MQTT 5, authenticate with SCRAM-SHA-256/-512 (enhanced authentication) as a user with SCRAM keys. Re-read on SIGHUP. See docs/security.md.' },
   { key: 'authFailuresPerMinute', kind: 'int', min: 0, max: 1_000_000, doc: 'Failed password checks one remote address may have per minute; past it, its CONNECTs are refused without a check (CONNACK 0x9F Connection rate exceeded, 3.1.1 code 3) for the rest of that minute, logged once. 0: no limit. Many devices behind one NAT share an address: raise it for them.' },
+  { key: 'aclRules', kind: 'lines', doc: 'ACL rules in the config, in the ACL file\'s format, one line each (`["user alice", "topic readwrite sensors/alice/#", "pattern read devices/%c/down/#"]`). They add to `aclFile`\'s rules as a second file would: a `user` line here does not carry over to the file\'s lines or back, a grant in either allows, a `deny` in either wins. With rules here and no file, nothing is allowed unless a rule grants it. Fixed at start (SIGHUP re-reads the file only).' },
   { key: 'aclFile', kind: 'optional-string', doc: 'ACL file in Mosquitto\'s format (`user`, `topic [read|write|readwrite|deny] FILTER`, `pattern` with `%c` and `%u`): with one, nothing is allowed unless a rule grants it. PUBLISH refused: MQTT 5 PUBACK 0x87, 3.1.1 acknowledged and dropped; SUBSCRIBE refused: 0x87 / 0x80 per filter; a will on a refused topic: CONNACK 0x87. Re-read on SIGHUP.' },
   { key: 'allowAnonymous', kind: 'enum', values: ['auto', 'true', 'false'], doc: 'Clients without a user name (nor, with JWT, a token): `auto` allows them unless `passwordFile` or a JWT key is set; refused ones get CONNACK 0x87 (3.1.1: code 5).' },
   { key: 'jwtSecret', kind: 'optional-string', doc: 'JWT as the MQTT password, signed HS256 with this shared secret (at least 32 bytes). Give it through `IOT_BRIDGE_JWT_SECRET` or the config file rather than a flag, which other users can see in the process list; or use `jwtSecretFile`. One key source at most among `jwtSecret`, `jwtSecretFile`, `jwtPublicKeyFile`, `jwtJwksFile`. See docs/security.md.' },
@@ -172,6 +179,7 @@ export const defaultConfig: Config = {
   passwordFile: '',
   authFailuresPerMinute: 60,
   aclFile: '',
+  aclRules: [],
   allowAnonymous: 'auto',
   jwtSecret: '',
   jwtSecretFile: '',
@@ -224,6 +232,11 @@ function coerce(spec: OptionSpec, raw: unknown, source: string): Config[keyof Co
         const error = topicFilterError(filter);
         if (error) throw new ConfigError(`${where}: ${JSON.stringify(filter)} is not a valid topic filter (${error})`);
       }
+      return list;
+    }
+    case 'lines': {
+      const list = typeof raw === 'string' ? (raw === '' ? [] : raw.split(/\r?\n/)) : raw;
+      if (!Array.isArray(list) || !list.every((l) => typeof l === 'string')) throw new ConfigError(`${where} must be a list of lines (strings), got ${JSON.stringify(raw)}`);
       return list;
     }
     case 'uplink': {
@@ -323,6 +336,13 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
     throw new ConfigError('jwtIssuer and jwtAudience need a JWT key: jwtSecret, jwtSecretFile, jwtPublicKeyFile or jwtJwksFile');
   }
   if (config.tlsCertUsernameField !== 'cn' && !config.tlsCertAsUsername) throw new ConfigError('tlsCertUsernameField needs tlsCertAsUsername');
+  if (config.aclRules.length > 0) {
+    try {
+      Acl.parse(config.aclRules.join('\n'), 'aclRules');
+    } catch (e) {
+      throw new ConfigError((e as Error).message);
+    }
+  }
   if (config.cluster && config.namesrv === '') {
     throw new ConfigError('cluster needs namesrv: the RocketMQ name server(s), e.g. --namesrv 127.0.0.1:9876');
   }

@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PasswordFile } from '../../src/auth/password-file';
+import { loadConfig } from '../../src/ops/config';
 import { RawClient } from '../mqtt-helpers';
 import { collect, connect, passwd, runClient, skipWithout, tempDir } from '../helpers';
 import { connackOf, recordingLogger, withAuthBroker } from './auth-helpers';
@@ -112,6 +113,30 @@ test('ACL file: PUBLISH 0x87 (3.1.1: acknowledged, not delivered), SUBSCRIBE 0x8
     assert.equal(await connackOf(port, 5, { clientId: 'willer', will: { topic: 'in/x', payload: Buffer.from('w'), qos: 0, retain: false } }), 0x87);
     for (const c of [watcher, pub5, pub4]) await c.destroy();
   });
+});
+
+test('ACL rules in the config add to the ACL file as a second file would: user lines do not carry over, a deny in either wins', async () => {
+  const acl = path.join(tempDir(), 'acl');
+  fs.writeFileSync(acl, 'user alice\ntopic readwrite a/#\n');
+  // The first rule has no `user` line before it in the config: it is for anonymous clients, not the file's alice.
+  const aclRules = ['topic read public/#', 'user alice', 'topic deny a/secret', 'user bob', 'topic write b/#'];
+  await withAuthBroker({ aclFile: acl, aclRules }, async (port) => {
+    const { client: alice } = await RawClient.connect(port, 5, { clientId: 'cfg-alice', username: 'alice' });
+    assert.deepEqual((await alice.subscribe('a/#', 1)).granted, [1], 'the file grants alice a/#');
+    assert.deepEqual((await alice.subscribe('public/#', 1)).granted, [0x87], 'the config\'s first rule is not alice\'s');
+    alice.publish('a/secret', 'no', 1, 1);
+    assert.equal((await alice.take('puback')).reasonCode, 0x87, 'the config\'s deny wins over the file\'s grant');
+    alice.publish('a/open', 'yes', 1, 2);
+    assert.equal((await alice.take('puback')).reasonCode ?? 0, 0);
+    const { client: anonymous } = await RawClient.connect(port, 5, { clientId: 'cfg-anon' });
+    assert.deepEqual((await anonymous.subscribe('public/#', 1)).granted, [1]);
+    const { client: bob } = await RawClient.connect(port, 5, { clientId: 'cfg-bob', username: 'bob' });
+    bob.publish('b/x', 'yes', 1, 3);
+    assert.equal((await bob.take('puback')).reasonCode ?? 0, 0);
+    assert.deepEqual((await bob.subscribe('a/#', 1)).granted, [0x87]);
+    for (const c of [alice, anonymous, bob]) await c.destroy();
+  });
+  assert.throws(() => loadConfig(['--acl-rules', 'frobnicate a/#']), /aclRules.*line 1/);
 });
 
 test('ACL read rules apply to every message sent: a deny inside a granted filter, retained messages, and rules reloaded after the SUBSCRIBE', async () => {
