@@ -5,6 +5,11 @@ import { MqttError } from './errors';
 import { ReasonCode } from './reason-codes';
 import { fastDecode, fastEncode } from './fast-path';
 
+// mqtt-packet's generator fills a cache of 65 536 two-byte buffers (about 4 MB) on its first
+// packet, for packet ids and lengths. It only writes the packets the fast path leaves to it
+// (CONNACK, SUBACK, DISCONNECT, ...): allocating their few numbers costs less than the cache.
+mqttPacket.writeToStream.cacheNumbers = false;
+
 /**
  * One mqtt-packet parser serves every connection: each connection cuts its byte stream into
  * whole frames itself and hands the parser exactly one frame at a time, so the parser never
