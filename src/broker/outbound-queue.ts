@@ -26,7 +26,8 @@ export function packetIdOf(seq: number): number {
  * Entries before `cursor` have been sent; the sent-and-unfinished ones are `inflight`.
  */
 export class OutboundQueue {
-  private entries: OutboundEntry[] = [];
+  /** Slots before `head` are finished and emptied (undefined); from `head` on every slot holds an entry. */
+  private entries: (OutboundEntry | undefined)[] = [];
   private head = 0;
   private cursor = 0;
   /** Sent and unfinished QoS 1/2 deliveries by packet id; made on first use (an idle connection has none). */
@@ -65,7 +66,7 @@ export class OutboundQueue {
 
   /** The next entry to send, if it is ready: order never skips an entry still being committed. */
   peekUnsent(): OutboundEntry | undefined {
-    while (this.cursor < this.entries.length && this.entries[this.cursor].done) this.cursor++;
+    while (this.cursor < this.entries.length && this.entries[this.cursor]!.done) this.cursor++;
     const entry = this.entries[this.cursor];
     return entry && entry.ready ? entry : undefined;
   }
@@ -95,7 +96,7 @@ export class OutboundQueue {
   /** The oldest entry not yet sent: the one the drop-oldest policy removes. */
   oldestUnsent(): OutboundEntry | undefined {
     for (let i = this.cursor; i < this.entries.length; i++) {
-      const e = this.entries[i];
+      const e = this.entries[i]!;
       if (!e.done && !e.sent) return e;
     }
     return undefined;
@@ -107,11 +108,14 @@ export class OutboundQueue {
   }
 
   unfinished(): OutboundEntry[] {
-    return this.entries.slice(this.head).filter((e) => !e.done);
+    return this.entries.slice(this.head).filter((e): e is OutboundEntry => !e!.done);
   }
 
   private compact(): void {
-    while (this.head < this.entries.length && this.entries[this.head].done) this.head++;
+    // A finished entry's slot lets go of it at once: held until the 1024-entry slice, entries and
+    // their messages outlived young-generation GCs and were promoted, and the old-space collections
+    // they caused were the p99 tail of a session receiving a steady 100 msg/s.
+    while (this.head < this.entries.length && this.entries[this.head]!.done) this.entries[this.head++] = undefined;
     if (this.head > 1024 && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);
       this.cursor -= this.head;
