@@ -332,10 +332,7 @@ export class ClusterStore implements Store {
 
   /** A write not ordered behind a held session's chain: tracked so that an empty commit waits for it too. */
   private unchained(write: Promise<void>): Promise<void> {
-    const settled = write.then(
-      () => undefined,
-      () => undefined,
-    );
+    const settled = write.catch(() => undefined);
     this.inFlight.add(settled);
     void settled.then(() => this.inFlight.delete(settled));
     return write;
@@ -825,10 +822,7 @@ export class ClusterStore implements Store {
   private writeRetained(topic: string, message: Message | undefined): Promise<void> {
     const previous = this.retainedWrites.get(topic);
     const write = previous ? previous.then(() => this.sendRetained(topic, message)) : this.sendRetained(topic, message);
-    const settled = write.then(
-      () => undefined,
-      () => undefined,
-    );
+    const settled = write.catch(() => undefined);
     this.retainedWrites.set(topic, settled);
     void settled.then(() => {
       if (this.retainedWrites.get(topic) === settled) this.retainedWrites.delete(topic);
