@@ -1,11 +1,11 @@
 import type { ProtocolVersion, QoS } from '../protocol/packets';
 import { parseSharedFilter, topicMatches } from '../protocol/topics';
-import { type DeliveryTarget, NO_SUBSCRIPTION_IDS, deliveryTarget, mergeMatch } from '../store/delivery';
+import { type DeliveryTarget, NO_SUBSCRIPTION_IDS, deliveryTarget, mergeMatch, packetIdOf } from '../store/delivery';
 import type { LoadedSession, Message, QueueEntryRecord, Store, StoreListener, StoreOp, StoredDelivery, StoredSubscription, StoredWill } from '../store/types';
 import { StoreError } from '../store/types';
 import { type Clock, type TimerHandle, systemClock } from './clock';
 import { type BrokerHooks, type BrokerOptions, BrokerStats, type Logger, allowAll, silentLogger } from './options';
-import { type OutboundEntry, packetIdOf } from './outbound-queue';
+import type { OutboundEntry } from './outbound-queue';
 import { Router, type SharedGroup } from './router';
 import { NEVER_EXPIRES, STORED, Session, type SessionOwner } from './session';
 

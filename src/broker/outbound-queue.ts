@@ -16,10 +16,6 @@ export interface OutboundEntry extends QueueEntryRecord {
   fromStore: boolean;
 }
 
-/** Packet ids are derived from the delivery sequence, so they are the same after a crash (G4). */
-export function packetIdOf(seq: number): number {
-  return ((seq - 1) % 65535) + 1;
-}
 
 /**
  * The per-session outbound queue, in delivery-sequence order.

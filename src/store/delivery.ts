@@ -54,3 +54,8 @@ export function deliveryTarget(clientId: string, subscriptions: Iterable<StoredS
   if (target && sharedFilter !== undefined && !plain) target.sharedFilter = sharedFilter;
   return target;
 }
+
+/** Packet ids are derived from the delivery sequence, so they are the same after a crash (G4). */
+export function packetIdOf(seq: number): number {
+  return ((seq - 1) % 65535) + 1;
+}

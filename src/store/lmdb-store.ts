@@ -29,6 +29,11 @@ export interface LmdbStoreOptions {
    * so the store drains. Checked after writes at most every 100 ms, so those may pass it.
    */
   mapSize: number;
+  /**
+   * Other processes write the same environment (several processes on one machine, src/machine/):
+   * message ids are then allocated inside each write transaction, from what is stored.
+   */
+  sharedByProcesses?: boolean;
 }
 
 type SeqKey = [string, number];
@@ -45,30 +50,36 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
  * LMDB batches every commit issued in one event turn into one transaction (group commit),
  * so a burst of publishes costs one fsync.
  */
-export class LmdbStore implements Store {
-  readonly kind = 'lmdb';
-  readonly deliversThroughStore = false;
-  private readonly root: RootDatabase;
-  private readonly sessions: Database<SessionRecord, string>;
+/** What one write transaction needs to know about its whole batch. */
+export interface WriteBatch {
+  /** How many sessions each message of the batch is queued for: one means inline. */
+  queuedFor: Map<Message, number> | undefined;
+}
+
+export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
+  readonly kind: string = 'lmdb';
+  readonly deliversThroughStore: boolean = false;
+  protected readonly root: RootDatabase;
+  protected readonly sessions: Database<SessionRecord, string>;
   /** Queue entries in the layout of entry-codec.ts: a message queued for one session inline, else by reference. */
-  private readonly queue: Database<Buffer, SeqKey>;
-  private readonly entries = new EntryEncoder();
-  private readonly messages: Database<Message, number>;
-  private readonly refCounts: Database<number, number>;
-  private readonly inbound: Database<number, SeqKey>;
+  protected readonly queue: Database<Buffer, SeqKey>;
+  protected readonly entries = new EntryEncoder();
+  protected readonly messages: Database<Message, number>;
+  protected readonly refCounts: Database<number, number>;
+  protected readonly inbound: Database<number, SeqKey>;
   /** Deliveries past PUBREC, apart from their entries: marking one must not rewrite its payload. */
-  private readonly released: Database<DeliveryState, SeqKey>;
-  private readonly retained: Database<Message, string>;
-  private readonly messageIds = new WeakMap<Message, number>();
-  private nextMessageId = 1;
-  private closed = false;
+  protected readonly released: Database<DeliveryState, SeqKey>;
+  protected readonly retained: Database<Message, string>;
+  protected readonly messageIds = new WeakMap<Message, number>();
+  protected nextMessageId = 1;
+  protected closed = false;
   /** Set while the stored data is at or past `mapSize`; cleared below 90 % of it. */
   private full = false;
   private sizeCheckedAt = 0;
   /** The latest commit: an empty commit only has to wait for it. */
-  private last: Promise<void> = Promise.resolve();
+  protected last: Promise<void> = Promise.resolve();
 
-  constructor(private readonly options: LmdbStoreOptions) {
+  constructor(protected readonly options: LmdbStoreOptions) {
     fs.mkdirSync(options.dataDir, { recursive: true });
     this.root = open({
       path: `${options.dataDir}/broker.lmdb`,
@@ -83,9 +94,14 @@ export class LmdbStore implements Store {
     this.inbound = this.root.openDB({ name: 'inbound-qos2' });
     this.released = this.root.openDB({ name: 'delivery-states' });
     this.retained = this.root.openDB({ name: 'retained' });
-    for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) this.nextMessageId = key + 1;
+    this.nextMessageId = this.lastMessageId() + 1;
     this.migrateMsgpackQueue();
     this.checkSize();
+  }
+
+  private lastMessageId(): number {
+    for (const key of this.messages.getKeys({ reverse: true, limit: 1 })) return key;
+    return 0;
   }
 
   /**
@@ -105,38 +121,54 @@ export class LmdbStore implements Store {
   }
 
   async load(_listener: StoreListener): Promise<LoadedState> {
-    const byId = new Map<number, Message>();
-    const messageFor = (id: number): Message | undefined => {
-      let message = byId.get(id);
-      if (!message) {
-        message = this.messages.get(id);
-        if (!message) return undefined;
-        byId.set(id, message);
-        this.messageIds.set(message, id);
-      }
-      return message;
-    };
     const sessions: LoadedSession[] = [];
-    for (const { value: record } of this.sessions.getRange()) {
-      const queue: QueueEntryRecord[] = [];
-      for (const { value: data } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
-        const { messageId, message: inline, ...rest } = decodeEntry(data);
-        const message = inline ?? (messageId !== undefined ? messageFor(messageId) : undefined);
-        if (!message) continue; // dangling reference: the message was already released
-        if (messageId !== undefined) this.referenced(record.clientId).set(rest.seq, messageId);
-        const released = this.released.get([record.clientId, rest.seq]);
-        if (released !== undefined) this.releasedSeqs(record.clientId).add(rest.seq);
-        queue.push({ ...rest, message, state: released ?? rest.state });
-      }
-      const inboundQos2: number[] = [];
-      for (const key of this.inbound.getKeys({ start: [record.clientId, 0], end: [record.clientId, 65536] })) {
-        inboundQos2.push(key[1]);
-      }
-      sessions.push({ record, queue, inboundQos2 });
-    }
-    const retained = [...this.retained.getRange()].map((e) => e.value);
-    return { sessions, retained };
+    this.loadingMessages = new Map();
+    for (const { value: record } of this.sessions.getRange()) sessions.push(this.loadSession(record));
+    this.loadingMessages = undefined;
+    return { sessions, retained: this.allRetained() };
   }
+
+  protected allRetained(): Message[] {
+    return [...this.retained.getRange()].map((e) => e.value);
+  }
+
+  /** A stored session with its queue and QoS 2 records; the references of its entries are tracked from now on. */
+  protected loadSession(record: SessionRecord): LoadedSession {
+    const queue: QueueEntryRecord[] = [];
+    for (const { value: data } of this.queue.getRange({ start: [record.clientId, 0], end: [record.clientId, MAX_SEQ] })) {
+      const entry = this.readEntry(record.clientId, data);
+      if (entry) queue.push(entry);
+    }
+    const inboundQos2: number[] = [];
+    for (const key of this.inbound.getKeys({ start: [record.clientId, 0], end: [record.clientId, 65536] })) {
+      inboundQos2.push(key[1]);
+    }
+    return { record, queue, inboundQos2 };
+  }
+
+  /** Decodes a stored queue entry and tracks its message reference and delivery state; undefined if its message is gone. */
+  protected readEntry(clientId: string, data: Buffer): QueueEntryRecord | undefined {
+    const { messageId, message: inline, ...rest } = decodeEntry(data);
+    const message = inline ?? (messageId !== undefined ? this.messageOf(messageId) : undefined);
+    if (!message) return undefined; // dangling reference: the message was already released
+    if (messageId !== undefined) this.referenced(clientId).set(rest.seq, messageId);
+    const released = this.released.get([clientId, rest.seq]);
+    if (released !== undefined) this.releasedSeqs(clientId).add(rest.seq);
+    return { ...rest, message, state: released ?? rest.state };
+  }
+
+  /** A message stored by reference; while `load` runs, read once for all the entries that name it. */
+  private messageOf(id: number): Message | undefined {
+    let message = this.loadingMessages?.get(id);
+    if (message) return message;
+    message = this.messages.get(id);
+    if (!message) return undefined;
+    this.messageIds.set(message, id);
+    this.loadingMessages?.set(id, message);
+    return message;
+  }
+
+  private loadingMessages: Map<number, Message> | undefined;
 
   /** Every stored session was handed over by `load`: the only node holds them all. */
   async openSession(_clientId: string): Promise<LoadedSession | undefined> {
@@ -176,17 +208,20 @@ export class LmdbStore implements Store {
 
   private pending: PendingBatch | undefined;
 
-  private async write(ops: StoreOp[]): Promise<void> {
-    // How many sessions each message of this batch is queued for: one means inline.
-    let queuedFor: Map<Message, number> | undefined;
-    for (const op of ops) {
-      if (op.op !== 'enqueue') continue;
-      queuedFor ??= new Map();
-      queuedFor.set(op.entry.message, (queuedFor.get(op.entry.message) ?? 0) + 1);
-    }
+  protected async write(ops: StoreOp[]): Promise<void> {
+    return this.writeBatch(ops, this.prepare(ops));
+  }
+
+  /** A subclass whose Batch carries more overrides this. */
+  protected prepare(ops: StoreOp[]): Batch {
+    return { queuedFor: queuedCounts(ops) } as Batch;
+  }
+
+  protected async writeBatch(ops: StoreOp[], batch: Batch): Promise<void> {
     try {
       await this.root.transaction(() => {
-        for (const op of ops) this.apply(op, queuedFor);
+        if (this.options.sharedByProcesses) this.nextMessageId = this.lastMessageId() + 1;
+        for (const op of ops) this.apply(op, batch);
       });
       if (this.options.durability === 'strict') await this.root.flushed;
       this.checkSize();
@@ -240,7 +275,7 @@ export class LmdbStore implements Store {
   }
 
   /** Runs inside the write transaction: reads see this transaction's writes. */
-  private apply(op: StoreOp, queuedFor: Map<Message, number> | undefined): void {
+  protected apply(op: StoreOp, batch: Batch): void {
     switch (op.op) {
       case 'putSession':
         void this.sessions.put(op.record.clientId, op.record);
@@ -249,7 +284,7 @@ export class LmdbStore implements Store {
         this.deleteSession(op.clientId);
         return;
       case 'enqueue': {
-        if (queuedFor?.get(op.entry.message) === 1 && !this.messageIds.has(op.entry.message)) {
+        if (batch.queuedFor?.get(op.entry.message) === 1 && !this.messageIds.has(op.entry.message)) {
           void this.queue.put([op.clientId, op.entry.seq], this.entries.encode(op.entry)); // inline: the record as it is
           return;
         }
@@ -308,7 +343,7 @@ export class LmdbStore implements Store {
   }
 
   /** An inline entry is removed without reading it: only referenced ones are tracked here. */
-  private dequeue(clientId: string, seq: number): void {
+  protected dequeue(clientId: string, seq: number): void {
     void this.queue.remove([clientId, seq]);
     const released = this.withReleasedRow.get(clientId);
     if (released?.delete(seq)) {
@@ -328,7 +363,7 @@ export class LmdbStore implements Store {
    * there is one (QoS 2 past PUBREC), instead of a lookup per acknowledged delivery.
    */
   private readonly withReleasedRow = new Map<string, Set<number>>();
-  private releasedSeqs(clientId: string): Set<number> {
+  protected releasedSeqs(clientId: string): Set<number> {
     let seqs = this.withReleasedRow.get(clientId);
     if (!seqs) this.withReleasedRow.set(clientId, (seqs = new Set()));
     return seqs;
@@ -336,10 +371,16 @@ export class LmdbStore implements Store {
 
   /** Queue entries that reference a shared message, by session and sequence: a dequeue must release it. */
   private readonly byReference = new Map<string, Map<number, number>>();
-  private referenced(clientId: string): Map<number, number> {
+  protected referenced(clientId: string): Map<number, number> {
     let references = this.byReference.get(clientId);
     if (!references) this.byReference.set(clientId, (references = new Map()));
     return references;
+  }
+
+  /** Drops what is tracked in memory about a session's entries (another process holds it now). */
+  protected forgetReferences(clientId: string): void {
+    this.byReference.delete(clientId);
+    this.withReleasedRow.delete(clientId);
   }
 
   private deleteSession(clientId: string): void {
@@ -354,4 +395,14 @@ export class LmdbStore implements Store {
 /** Ops that store message data: refused while the store is full. The rest keep it usable and let it drain. */
 function addsMessage(op: StoreOp): boolean {
   return op.op === 'enqueue' || op.op === 'putRetained' || op.op === 'putInboundQos2' || op.op === 'publish';
+}
+
+function queuedCounts(ops: StoreOp[]): Map<Message, number> | undefined {
+  let queuedFor: Map<Message, number> | undefined;
+  for (const op of ops) {
+    if (op.op !== 'enqueue') continue;
+    queuedFor ??= new Map();
+    queuedFor.set(op.entry.message, (queuedFor.get(op.entry.message) ?? 0) + 1);
+  }
+  return queuedFor;
 }

@@ -1,0 +1,491 @@
+import type { Database } from 'lmdb';
+import type { Logger } from '../broker/options';
+import { type DeliveryTarget, deliveryTarget, packetIdOf } from '../store/delivery';
+import { LmdbStore, type LmdbStoreOptions, type WriteBatch } from '../store/lmdb-store';
+import type { LoadedSession, LoadedState, Message, SessionRecord, StoreListener, StoreOp, StoredDelivery, StoredSubscription } from '../store/types';
+import { StoreError } from '../store/types';
+import { LinkError, PeerLinks } from './links';
+
+/**
+ * The store of one worker process when several share the machine (docs/multi-process.md): one
+ * LMDB environment written by all of them, and links between them.
+ *
+ * - Each session is held by one worker (LMDB `holders`: slot and epoch; absent: the slot its
+ *   client id hashes to). A CONNECT on another worker claims it: epoch + 1, then every worker
+ *   hears of it, and the old holder lets it go (its later writes are dropped: fencing) before the
+ *   claim returns.
+ * - A PUBLISH is stored by the worker that received it, in its own transaction, for every
+ *   persistent recipient wherever that is held: queue entries at sequence numbers taken from the
+ *   session's counter (LMDB `queue-seqs`), so a QoS 2 "received" record and every delivery commit
+ *   together. Then each holder is woken and reads what is new past its cursor. Clean sessions
+ *   and QoS 0 deliveries are not stored: the message itself goes to the holder on the link.
+ * - Every worker routes to every session: it knows each session's record, and hears (and waits
+ *   to be heard, before a SUBACK) when one changes. Retained messages likewise.
+ */
+export interface MachineStoreOptions extends LmdbStoreOptions {
+  /** This worker's number, 0 .. processes - 1. */
+  slot: number;
+  processes: number;
+  /** How long a claim waits for a worker whose link is down to come back. */
+  linkWaitMs: number;
+  maxFrameBytes: number;
+  log: Logger;
+}
+
+interface Holder {
+  slot: number;
+  epoch: number;
+}
+
+/** A session this worker holds. */
+interface HeldSession {
+  clientId: string;
+  epoch: number;
+  persistent: boolean;
+  /** The highest queue sequence read from the store: what is past it is new. */
+  cursor: number;
+  /** Sequences of deliveries that are not stored: upwards for clean sessions, downwards (below 0) for persistent ones. */
+  unstoredSeq: number;
+}
+
+/** A message of this batch and who gets it: stored recipients (with their delivery) and the others. */
+interface PublishPlan {
+  message: Message;
+  stored: { clientId: string; target: DeliveryTarget }[];
+  unstored: string[];
+}
+
+/** A write batch with what `apply` gathers for after the commit. */
+interface MachineBatch extends WriteBatch {
+  plans: Map<Message, PublishPlan>;
+  /** Sessions whose record the batch changed, retained topics it changed, sessions it stored entries for. */
+  sessions: Set<string>;
+  retained: Set<string>;
+  woken: Set<string>;
+}
+
+type LinkBody =
+  | { k: 'claim'; id: string; epoch: number }
+  | { k: 'routes'; ids: string[] }
+  | { k: 'retained'; topics: string[] }
+  /** `wake`: sessions with new stored entries; `msgs`: messages for sessions, not stored. */
+  | { k: 'wake'; ids: string[]; msgs: [Message, string[]][] };
+
+/** FNV-1a: the worker a session belongs to while no claim recorded another. */
+function hashSlot(clientId: string, processes: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < clientId.length; i++) h = Math.imul(h ^ clientId.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % processes;
+}
+
+const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+
+export class MachineStore extends LmdbStore<MachineBatch> {
+  override readonly kind = 'lmdb-shared';
+  override readonly deliversThroughStore = true;
+  private readonly holders: Database<Holder, string>;
+  private readonly seqs: Database<number, string>;
+  private readonly links: PeerLinks;
+  private listener: StoreListener | undefined;
+  /** Every session's record on the machine, as last stored: the routes and who is persistent. */
+  private readonly known = new Map<string, SessionRecord>();
+  /** Who holds each session, as far as this worker heard. */
+  private readonly holderOf = new Map<string, Holder>();
+  private readonly held = new Map<string, HeldSession>();
+  /** Frames that arrived before `load` finished, handled right after it. */
+  private early: (() => void)[] | undefined = [];
+
+  constructor(private readonly machine: MachineStoreOptions) {
+    super({ ...machine, sharedByProcesses: true });
+    this.holders = this.root.openDB({ name: 'holders' });
+    this.seqs = this.root.openDB({ name: 'queue-seqs' });
+    this.links = new PeerLinks(
+      { dir: machine.dataDir, slot: machine.slot, processes: machine.processes, maxFrameBytes: machine.maxFrameBytes, linkWaitMs: machine.linkWaitMs, log: machine.log },
+      {
+        request: (from, body) => this.whenLoaded(() => this.onRequest(from, body as LinkBody)),
+        notice: (_from, body) => void this.whenLoaded(() => this.onNotice(body as LinkBody)),
+        joined: () => void this.whenLoaded(() => setImmediate(() => this.resync())),
+      },
+    );
+  }
+
+  override async load(listener: StoreListener): Promise<LoadedState> {
+    this.listener = listener;
+    // Links first: a change another worker makes after the reads below reaches this one.
+    await this.links.start();
+    for (const { key, value } of this.holders.getRange()) this.holderOf.set(key, value);
+    const sessions: LoadedSession[] = [];
+    for (const { value: record } of this.sessions.getRange()) {
+      this.known.set(record.clientId, record);
+      for (const sub of record.subscriptions) listener.routeChanged(record.clientId, sub.filter, sub);
+      if (this.holder(record.clientId).slot !== this.machine.slot) continue;
+      sessions.push(this.loadSession(record));
+      this.hold(record.clientId, this.holder(record.clientId).epoch, record);
+    }
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const handle of early) handle();
+    return { sessions, retained: this.allRetained() };
+  }
+
+  private whenLoaded<T>(handle: () => T | Promise<T>): Promise<T> {
+    if (!this.early) return Promise.resolve(handle());
+    return new Promise<T>((resolve, reject) => this.early!.push(() => Promise.resolve(handle()).then(resolve, reject)));
+  }
+
+  private holder(clientId: string): Holder {
+    const recorded = this.holderOf.get(clientId);
+    if (recorded && recorded.slot < this.machine.processes) return recorded;
+    return { slot: hashSlot(clientId, this.machine.processes), epoch: recorded?.epoch ?? 0 };
+  }
+
+  private hold(clientId: string, epoch: number, record: SessionRecord | undefined): HeldSession {
+    const held: HeldSession = { clientId, epoch, persistent: (record?.expiryInterval ?? 0) > 0, cursor: this.seqs.get(clientId) ?? 0, unstoredSeq: 0 };
+    this.held.set(clientId, held);
+    return held;
+  }
+
+  /**
+   * Claims the session for this worker: a new epoch in `holders`, then every other worker hears
+   * of it and lets go of it (its pending writes settled) before the stored state is read.
+   */
+  override async openSession(clientId: string): Promise<LoadedSession | undefined> {
+    if (this.closed) throw new StoreError('closed', 'store is closed');
+    const slot = this.machine.slot;
+    const epoch = await this.root.transaction(() => {
+      const next = (this.holders.get(clientId)?.epoch ?? 0) + 1;
+      void this.holders.put(clientId, { slot, epoch: next });
+      return next;
+    });
+    this.noteHolder(clientId, { slot, epoch });
+    try {
+      await this.links.broadcast({ k: 'claim', id: clientId, epoch } satisfies LinkBody);
+    } catch (e) {
+      throw new StoreError('unavailable', `claim of ${clientId} not confirmed by every worker: ${(e as Error).message}`);
+    }
+    const now = this.holder(clientId);
+    if (now.slot !== slot || now.epoch !== epoch) throw new StoreError('unavailable', `${clientId} was claimed again meanwhile`);
+    this.root.resetReadTxn();
+    const record = this.sessions.get(clientId);
+    const loaded = record ? this.loadSession(record) : undefined;
+    this.hold(clientId, epoch, record);
+    // Entries stored for it while the claim was going on: their wake-ups may have gone elsewhere.
+    setImmediate(() => this.readNew(clientId));
+    return loaded;
+  }
+
+  private noteHolder(clientId: string, holder: Holder): void {
+    const known = this.holderOf.get(clientId);
+    if (!known || holder.epoch >= known.epoch) this.holderOf.set(clientId, holder);
+  }
+
+  /** Another worker took the session: close it here (no will), wait for what this worker still writes of it. */
+  private async letGo(clientId: string, epoch: number): Promise<void> {
+    const held = this.held.get(clientId);
+    if (!held || held.epoch >= epoch) return;
+    this.held.delete(clientId);
+    this.forgetReferences(clientId);
+    this.listener?.release(clientId);
+    await this.last;
+  }
+
+  /** Ops on sessions held elsewhere are dropped (fencing); acks of deliveries that were never stored need no write. */
+  override commit(ops: StoreOp[]): Promise<void> {
+    let kept = ops;
+    for (let i = 0; i < ops.length; i++) {
+      if (this.needsWrite(ops[i]!)) continue;
+      kept = ops.filter((op) => this.needsWrite(op));
+      break;
+    }
+    return super.commit(kept);
+  }
+
+  private needsWrite(op: StoreOp): boolean {
+    switch (op.op) {
+      case 'dequeue':
+      case 'setDeliveryState': {
+        const held = this.held.get(op.clientId);
+        return held !== undefined && held.persistent && op.seq > 0;
+      }
+      case 'enqueue':
+        return false; // a delivery the core made itself (retained): not stored, as in cluster mode
+      default:
+        return true;
+    }
+  }
+
+  protected override prepare(ops: StoreOp[]): MachineBatch {
+    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set(), woken: new Set() };
+    for (const op of ops) {
+      if (op.op !== 'publish') continue;
+      const plan = this.plan(op.message, op.clientIds);
+      batch.plans.set(op.message, plan);
+      batch.queuedFor!.set(op.message, plan.stored.length);
+    }
+    return batch;
+  }
+
+  /** Which recipients get the message stored (persistent, QoS > 0 for them) and which get it on the link. */
+  private plan(message: Message, clientIds: string[]): PublishPlan {
+    const plan: PublishPlan = { message, stored: [], unstored: [] };
+    for (const clientId of clientIds) {
+      const record = this.known.get(clientId);
+      if (!record) continue;
+      const target = deliveryTarget(clientId, record.subscriptions, message);
+      if (!target) continue;
+      if (record.expiryInterval > 0 && target.qos > 0) plan.stored.push({ clientId, target });
+      else plan.unstored.push(clientId);
+    }
+    return plan;
+  }
+
+  protected override async write(ops: StoreOp[]): Promise<void> {
+    const batch = this.prepare(ops);
+    // Messages for clean sessions only, and nothing else: nothing to store.
+    const stores = ops.some((op) => op.op !== 'publish' || batch.plans.get(op.message)!.stored.length > 0);
+    if (stores) await this.writeBatch(ops, batch);
+    await this.afterCommit(ops, batch);
+  }
+
+  /** Runs inside the write transaction; session ops of sessions held elsewhere are dropped. */
+  protected override apply(op: StoreOp, batch: MachineBatch): void {
+    switch (op.op) {
+      case 'publish':
+        this.storeFor(batch.plans.get(op.message), batch);
+        return;
+      case 'putRetained':
+      case 'deleteRetained':
+        batch.retained.add(op.op === 'putRetained' ? op.message.topic : op.topic);
+        super.apply(op, batch);
+        return;
+      case 'putSession':
+      case 'deleteSession': {
+        const clientId = op.op === 'putSession' ? op.record.clientId : op.clientId;
+        const held = this.held.get(clientId);
+        if (!held) return;
+        batch.sessions.add(clientId);
+        const mine = this.holders.get(clientId);
+        if (op.op === 'deleteSession') {
+          // Entries other workers stored since the last read: their message references are released too.
+          for (const { value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, MAX_SEQ] })) this.readEntry(clientId, value);
+          void this.seqs.remove(clientId);
+          if (mine?.slot === this.machine.slot && mine.epoch === held.epoch) void this.holders.remove(clientId);
+        } else if (op.record.expiryInterval > 0 && this.seqs.get(clientId) === undefined) {
+          void this.seqs.put(clientId, held.cursor);
+        }
+        held.persistent = op.op === 'putSession' && op.record.expiryInterval > 0;
+        super.apply(op, batch);
+        return;
+      }
+      default:
+        if (!this.held.has(op.clientId)) return;
+        super.apply(op, batch);
+    }
+  }
+
+  /** Queue entries for the stored recipients, each at the next sequence of its session's counter. */
+  private storeFor(plan: PublishPlan | undefined, batch: MachineBatch): void {
+    if (!plan) return;
+    for (const { clientId, target } of plan.stored) {
+      const last = this.seqs.get(clientId);
+      if (last === undefined) continue; // the session ended meanwhile
+      const seq = last + 1;
+      void this.seqs.put(clientId, seq);
+      super.apply(
+        {
+          op: 'enqueue',
+          clientId,
+          entry: {
+            seq,
+            packetId: packetIdOf(seq),
+            message: plan.message,
+            qos: target.qos,
+            subscriptionIds: target.subscriptionIds,
+            retainAsPublished: target.retainAsPublished,
+            state: 'queued',
+            shareGroup: target.sharedFilter,
+          },
+        },
+        batch,
+      );
+      batch.woken.add(clientId);
+    }
+  }
+
+  /** Wakes the holders of what was stored, sends what was not, and makes every worker see changed routes and retained messages. */
+  private async afterCommit(ops: StoreOp[], batch: MachineBatch): Promise<void> {
+    const perSlot = new Map<number, { ids: string[]; msgs: [Message, string[]][] }>();
+    const forSlot = (slot: number) => {
+      let frame = perSlot.get(slot);
+      if (!frame) perSlot.set(slot, (frame = { ids: [], msgs: [] }));
+      return frame;
+    };
+    for (const clientId of batch.woken) {
+      const slot = this.holder(clientId).slot;
+      if (slot === this.machine.slot) this.readNew(clientId);
+      else forSlot(slot).ids.push(clientId);
+    }
+    for (const plan of batch.plans.values()) {
+      const remote = new Map<number, string[]>();
+      for (const clientId of plan.unstored) {
+        const slot = this.holder(clientId).slot;
+        if (slot === this.machine.slot) this.deliverUnstored(clientId, plan.message);
+        else {
+          const ids = remote.get(slot);
+          if (ids) ids.push(clientId);
+          else remote.set(slot, [clientId]);
+        }
+      }
+      for (const [slot, ids] of remote) forSlot(slot).msgs.push([plan.message, ids]);
+    }
+    for (const [slot, frame] of perSlot) this.links.notify(slot, { k: 'wake', ...frame } satisfies LinkBody);
+
+    const waits: Promise<void>[] = [];
+    if (batch.sessions.size > 0) {
+      const ids = [...batch.sessions].filter((id) => this.refreshKnown(id, recordIn(ops, id)));
+      if (ids.length > 0) waits.push(this.links.broadcast({ k: 'routes', ids } satisfies LinkBody));
+    }
+    if (batch.retained.size > 0) {
+      const topics = [...batch.retained];
+      for (const topic of topics) this.listener?.retainedChanged(topic, this.retained.get(topic));
+      waits.push(this.links.broadcast({ k: 'retained', topics } satisfies LinkBody));
+    }
+    if (waits.length > 0) {
+      try {
+        await Promise.all(waits);
+      } catch (e) {
+        if (!(e instanceof LinkError)) throw new StoreError('unavailable', `a worker did not take the change: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  /**
+   * Brings this worker's view of a session's record up to date (undefined: the session is gone)
+   * and tells the core which routes changed. Returns whether the routes or persistence changed.
+   */
+  private refreshKnown(clientId: string, record: SessionRecord | undefined): boolean {
+    const before = this.known.get(clientId);
+    if (record) this.known.set(clientId, record);
+    else this.known.delete(clientId);
+    const was = new Map((before?.subscriptions ?? []).map((s) => [s.filter, s]));
+    const now = new Map((record?.subscriptions ?? []).map((s) => [s.filter, s]));
+    let differs = (before?.expiryInterval ?? -1) !== (record?.expiryInterval ?? -1);
+    for (const [filter, sub] of now) {
+      if (sameSubscription(was.get(filter), sub)) continue;
+      differs = true;
+      this.listener?.routeChanged(clientId, filter, sub);
+    }
+    for (const filter of was.keys()) {
+      if (now.has(filter)) continue;
+      differs = true;
+      this.listener?.routeChanged(clientId, filter, undefined);
+    }
+    return differs;
+  }
+
+  /** Hands the core what was stored for a held session past its cursor, in order. */
+  private readNew(clientId: string): void {
+    const held = this.held.get(clientId);
+    if (!held || !this.listener) return;
+    this.root.resetReadTxn();
+    const deliveries: StoredDelivery[] = [];
+    for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, MAX_SEQ] })) {
+      held.cursor = key[1];
+      const entry = this.readEntry(clientId, value);
+      if (entry) deliveries.push({ seq: entry.seq, packetId: entry.packetId ?? packetIdOf(entry.seq), message: entry.message });
+    }
+    if (deliveries.length > 0) this.listener.deliver(clientId, deliveries);
+  }
+
+  private deliverUnstored(clientId: string, message: Message): void {
+    const held = this.held.get(clientId);
+    if (!held || !this.listener) return;
+    const seq = held.persistent ? --held.unstoredSeq : ++held.unstoredSeq;
+    this.listener.deliver(clientId, [{ seq, packetId: packetIdOf(Math.abs(seq)), message }]);
+  }
+
+  /**
+   * A worker opened its link to this one: what it stored before then was not heard here. Reads
+   * holders, routes and retained messages again, and what is new for the sessions held here.
+   */
+  private resync(): void {
+    this.root.resetReadTxn();
+    for (const { key, value } of this.holders.getRange()) this.noteHolder(key, value);
+    const stored = new Set<string>();
+    for (const { value: record } of this.sessions.getRange()) {
+      stored.add(record.clientId);
+      this.refreshKnown(record.clientId, record);
+    }
+    for (const clientId of [...this.known.keys()]) if (!stored.has(clientId)) this.refreshKnown(clientId, undefined);
+    for (const message of this.allRetained()) this.listener?.retainedChanged(message.topic, message);
+    for (const clientId of this.held.keys()) this.readNew(clientId);
+  }
+
+  private async onRequest(from: number, body: LinkBody): Promise<void> {
+    switch (body.k) {
+      case 'claim':
+        this.noteHolder(body.id, { slot: from, epoch: body.epoch });
+        return this.letGo(body.id, body.epoch);
+      case 'routes':
+        this.root.resetReadTxn();
+        for (const id of body.ids) this.refreshKnown(id, this.sessions.get(id));
+        return;
+      case 'retained':
+        this.root.resetReadTxn();
+        for (const topic of body.topics) this.listener?.retainedChanged(topic, this.retained.get(topic));
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Wake-ups and messages for sessions held here; for a session held elsewhere now, passed on to its holder. */
+  private onNotice(body: LinkBody): void {
+    if (body.k !== 'wake') return;
+    const passOn = new Map<number, { ids: string[]; msgs: [Message, string[]][] }>();
+    const elsewhere = (clientId: string) => {
+      const slot = this.holder(clientId).slot;
+      if (slot === this.machine.slot) return undefined; // being claimed here: read after the claim
+      let frame = passOn.get(slot);
+      if (!frame) passOn.set(slot, (frame = { ids: [], msgs: [] }));
+      return frame;
+    };
+    for (const clientId of body.ids) {
+      if (this.held.has(clientId)) this.readNew(clientId);
+      else elsewhere(clientId)?.ids.push(clientId);
+    }
+    for (const [message, ids] of body.msgs) {
+      for (const clientId of ids) {
+        if (this.held.has(clientId)) this.deliverUnstored(clientId, message);
+        else elsewhere(clientId)?.msgs.push([message, [clientId]]);
+      }
+    }
+    for (const [slot, frame] of passOn) this.links.notify(slot, { k: 'wake', ...frame } satisfies LinkBody);
+  }
+
+  override async close(): Promise<void> {
+    await this.links.close();
+    await super.close();
+  }
+}
+
+/** The record a batch leaves for a session: its last putSession, undefined after a deleteSession. */
+function recordIn(ops: StoreOp[], clientId: string): SessionRecord | undefined {
+  let record: SessionRecord | undefined;
+  for (const op of ops) {
+    if (op.op === 'putSession' && op.record.clientId === clientId) record = op.record;
+    else if (op.op === 'deleteSession' && op.clientId === clientId) record = undefined;
+  }
+  return record;
+}
+
+function sameSubscription(a: StoredSubscription | undefined, b: StoredSubscription): boolean {
+  return (
+    a !== undefined &&
+    a.qos === b.qos &&
+    a.noLocal === b.noLocal &&
+    a.retainAsPublished === b.retainAsPublished &&
+    a.retainHandling === b.retainHandling &&
+    a.subscriptionId === b.subscriptionId
+  );
+}
