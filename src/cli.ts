@@ -1,8 +1,10 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import fs from 'node:fs';
 import { PasswordFileError, updatePasswordFile } from './auth/password-file';
 import { ConfigError, loadConfig } from './ops/config';
 import { createLogger } from './ops/logger';
+import { runPrimary, workerCount, workerSlot, type WorkerReady } from './machine/primary';
 import { startBroker } from './index';
 
 const USAGE = `usage: iot-bridge start [--port N] [--data-dir DIR] [--config FILE] [--durability strict|relaxed] [...]
@@ -31,6 +33,8 @@ async function main(argv: string[]): Promise<void> {
     throw e;
   }
   const log = createLogger(config.logLevel);
+  if (workerCount(config) > 1 && cluster.isPrimary) return runPrimary(config, log);
+  const slot = workerSlot();
   let running;
   try {
     running = await startBroker(config, log);
@@ -43,10 +47,16 @@ async function main(argv: string[]): Promise<void> {
     log.flush();
     process.exit(1);
   }
-  log.info(
-    { pid: process.pid, port: running.port, wsPort: running.wsPort || undefined, tlsPort: running.tlsPort || undefined, adminPort: running.adminPort || undefined, ...(config.cluster ? { store: 'rocketmq', namesrv: config.namesrv, cluster: config.clusterName } : { store: config.store, dataDir: config.store === 'lmdb' ? config.dataDir : undefined, durability: config.durability }) },
-    `iot-bridge listening on ${config.host}:${running.port}`,
-  );
+  if (slot !== undefined) {
+    const ready: WorkerReady = { ready: true, port: running.port, wsPort: running.wsPort, tlsPort: running.tlsPort, adminPort: running.adminPort };
+    process.send?.(ready);
+    log.info({ pid: process.pid, slot, adminPort: running.adminPort || undefined }, `worker ${slot} serving`);
+  } else {
+    log.info(
+      { pid: process.pid, port: running.port, wsPort: running.wsPort || undefined, tlsPort: running.tlsPort || undefined, adminPort: running.adminPort || undefined, ...(config.cluster ? { store: 'rocketmq', namesrv: config.namesrv, cluster: config.clusterName } : { store: config.store, dataDir: config.store === 'lmdb' ? config.dataDir : undefined, durability: config.durability }) },
+      `iot-bridge listening on ${config.host}:${running.port}`,
+    );
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -72,6 +82,8 @@ async function main(argv: string[]): Promise<void> {
   process.on('SIGHUP', () => running.reload());
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A worker whose primary is gone (killed with -9 too) must not go on alone.
+  if (slot !== undefined) process.on('disconnect', () => shutdown('primary gone'));
 }
 
 /** `iot-bridge passwd FILE USER [--password P] [--scram] | --delete`: the file is rewritten whole, then renamed over the old one. */

@@ -12,6 +12,8 @@ import { adminPort, startAdminServer } from './ops/admin';
 import type { AdminApiOptions } from './ops/admin-api';
 import { SysTopics } from './ops/sys-topics';
 import type { Config } from './ops/config';
+import { MachineStore } from './machine/machine-store';
+import { workerCount, workerSlot } from './machine/primary';
 import { LmdbStore } from './store/lmdb-store';
 import { MemoryStore } from './store/memory-store';
 import type { Store } from './store/types';
@@ -52,6 +54,19 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
     });
   }
   if (config.store === 'memory') return new MemoryStore();
+  const slot = workerSlot();
+  if (slot !== undefined) {
+    return new MachineStore({
+      dataDir: config.dataDir,
+      durability: config.durability,
+      mapSize: config.lmdbMapSize,
+      slot,
+      processes: workerCount(config),
+      linkWaitMs: 5000,
+      maxFrameBytes: config.maxPacketSize + 1024 * 1024,
+      log,
+    });
+  }
   return new LmdbStore({ dataDir: config.dataDir, durability: config.durability, mapSize: config.lmdbMapSize });
 }
 
@@ -75,7 +90,9 @@ export async function startBroker(
   sys.start();
   if (config.adminPort > 0) {
     if (store instanceof ClusterStore) api.cluster = { node: store.membership.nodeKey, nodes: () => store.membership.liveNodes() };
-    admin = await startAdminServer(broker, config.host, config.adminPort, ready, api);
+    // A worker of several on the machine has a port of its own: its metrics are its own.
+    const slot = workerSlot();
+    admin = await startAdminServer(broker, config.host, config.adminPort + (slot ?? 0), ready, api, slot !== undefined);
     if (store instanceof ClusterStore) store.membership.advertiseAdmin(config.adminAdvertiseUrl || `http://${advertisedHost(config.host)}:${adminPort(admin)}`);
   }
   let stopping: Promise<void> | undefined;

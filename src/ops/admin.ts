@@ -50,7 +50,7 @@ export function createMetrics(broker: Broker): Registry {
 }
 
 /** `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ reachable, lease valid). */
-export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions): Promise<http.Server> {
+export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions, exclusive = false): Promise<http.Server> {
   const registry = createMetrics(broker);
   const dashboard = dashboardHandler(Boolean(api?.token));
   const server = http.createServer((req, res) => {
@@ -72,7 +72,7 @@ export async function startAdminServer(broker: Broker, host: string, port: numbe
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, exclusive }, () => resolve());
   });
   return server;
 }

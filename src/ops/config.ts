@@ -15,6 +15,8 @@ export interface Config extends BrokerOptions, ListenerOptions, JwtOptions {
   /** Seconds between $SYS topic updates; 0: none. */
   sysInterval: number;
   store: 'lmdb' | 'memory';
+  /** Worker processes of the embedded broker on this machine; 1: one process, 0: one per core (docs/multi-process.md). */
+  processes: number;
   dataDir: string;
   durability: 'strict' | 'relaxed';
   /** Upper bound of the LMDB memory map (bytes). */
@@ -104,6 +106,7 @@ export const optionSpecs: OptionSpec[] = [
   { key: 'maxConnections', kind: 'int', min: 1, max: 10_000_000, doc: 'Connections accepted at once; further CONNECTs get CONNACK "server busy" (0x89 / 3.1.1: 3).' },
   { key: 'maxConnectionsPerAddressPerSecond', kind: 'int', min: 0, max: 1_000_000, doc: 'New connections one remote address (IP, any port, every listener) may open per second, with a burst of one second\'s worth; past it the CONNECT of each further one gets CONNACK 0x9F Connection rate exceeded (3.1.1: code 3), logged at most every 10 s and counted in `iotbridge_connections_rate_limited_total`. 0 (the default): no limit, as devices behind one NAT share an address; see docs/security.md.' },
   { key: 'store', kind: 'enum', values: ['lmdb', 'memory'], doc: '`lmdb`: the embedded durable store under `dataDir`. `memory`: nothing survives a restart.' },
+  { key: 'processes', kind: 'int', min: 0, max: 256, doc: 'Worker processes of the embedded broker (`lmdb` store), sharing its ports and one data directory; a primary process starts them and starts one again when it dies. 1 (the default): one process, no primary. 0: one per core. Clients of one worker publish to and take over sessions of the others; each worker has its own admin port (`adminPort` + its number) with its own metrics. See docs/multi-process.md.' },
   { key: 'dataDir', kind: 'string', doc: 'Directory of the embedded store.' },
   { key: 'durability', kind: 'enum', values: ['strict', 'relaxed'], doc: '`strict`: acknowledge after fsync (survives power loss). `relaxed`: acknowledge after the commit reaches the OS (survives kill -9 of the broker, not a power cut).' },
   { key: 'lmdbMapSize', kind: 'int', min: 1 << 20, max: 2 ** 45, doc: 'Largest size of the embedded store data, bytes. Past it new messages are refused (MQTT 5 PUBACK/PUBREC 0x97, 3.1.1 connection closed: nothing unstored is acknowledged) while deliveries and acks go on and drain it; re-checked at most every 100 ms.' },
@@ -173,6 +176,7 @@ export const defaultConfig: Config = {
   maxConnections: 100_000,
   maxConnectionsPerAddressPerSecond: 0,
   store: 'lmdb',
+  processes: 1,
   dataDir: './data',
   durability: 'strict',
   lmdbMapSize: 8 * 1024 ** 3,
@@ -328,6 +332,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env)
   if (config.tlsPort > 0 && (!config.tlsCertFile || !config.tlsKeyFile)) {
     throw new ConfigError('tlsPort needs tlsCertFile and tlsKeyFile');
   }
+  if (config.processes !== 1 && (config.cluster || config.store !== 'lmdb')) throw new ConfigError('processes other than 1 needs the embedded lmdb store (cluster mode scales by nodes)');
   if (config.tlsCaFile && config.tlsPort === 0) throw new ConfigError('tlsCaFile (client certificates) needs tlsPort');
   if (config.tlsCertAsUsername && !config.tlsCaFile) throw new ConfigError('tlsCertAsUsername needs tlsCaFile: only a certificate verified against it can name the user');
   const jwtKeySources = (['jwtSecret', 'jwtSecretFile', 'jwtPublicKeyFile', 'jwtJwksFile'] as const).filter((k) => config[k] !== '');
