@@ -51,25 +51,30 @@ interface HeldSession {
 /** A message of this batch and who gets it: stored recipients (with their delivery) and the others. */
 interface PublishPlan {
   message: Message;
-  stored: { clientId: string; target: DeliveryTarget }[];
+  /** `seq`: the sequence its entry got in the transaction; absent if the session had ended by then. */
+  stored: { clientId: string; target: DeliveryTarget; seq?: number }[];
   unstored: string[];
 }
+
+/**
+ * One step for a holder, in the order the messages were published: read a session's stored
+ * entries up to `seq`, or deliver a message that is not stored.
+ */
+type Delivery = readonly ['stored', string, number] | readonly ['unstored', Message, string[]];
 
 /** A write batch with what `apply` gathers for after the commit. */
 interface MachineBatch extends WriteBatch {
   plans: Map<Message, PublishPlan>;
-  /** Sessions whose record the batch changed, retained topics it changed, sessions it stored entries for. */
+  /** Sessions whose record the batch changed, and retained topics it changed. */
   sessions: Set<string>;
   retained: Set<string>;
-  woken: Set<string>;
 }
 
 type LinkBody =
   | { k: 'claim'; id: string; epoch: number }
   | { k: 'routes'; ids: string[] }
   | { k: 'retained'; topics: string[] }
-  /** `wake`: sessions with new stored entries; `msgs`: messages for sessions, not stored. */
-  | { k: 'wake'; ids: string[]; msgs: [Message, string[]][] };
+  | { k: 'deliver'; items: Delivery[] };
 
 /** FNV-1a: the worker a session belongs to while no claim recorded another. */
 function hashSlot(clientId: string, processes: number): number {
@@ -215,7 +220,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 
   protected override prepare(ops: StoreOp[]): MachineBatch {
-    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set(), woken: new Set() };
+    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set() };
     for (const op of ops) {
       if (op.op !== 'publish') continue;
       const plan = this.plan(op.message, op.clientIds);
@@ -286,11 +291,13 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   /** Queue entries for the stored recipients, each at the next sequence of its session's counter. */
   private storeFor(plan: PublishPlan | undefined, batch: MachineBatch): void {
     if (!plan) return;
-    for (const { clientId, target } of plan.stored) {
+    for (const recipient of plan.stored) {
+      const { clientId, target } = recipient;
       const last = this.seqs.get(clientId);
       if (last === undefined) continue; // the session ended meanwhile
       const seq = last + 1;
       void this.seqs.put(clientId, seq);
+      recipient.seq = seq;
       super.apply(
         {
           op: 'enqueue',
@@ -308,37 +315,26 @@ export class MachineStore extends LmdbStore<MachineBatch> {
         },
         batch,
       );
-      batch.woken.add(clientId);
     }
   }
 
   /** Wakes the holders of what was stored, sends what was not, and makes every worker see changed routes and retained messages. */
   private async afterCommit(ops: StoreOp[], batch: MachineBatch): Promise<void> {
-    const perSlot = new Map<number, { ids: string[]; msgs: [Message, string[]][] }>();
-    const forSlot = (slot: number) => {
-      let frame = perSlot.get(slot);
-      if (!frame) perSlot.set(slot, (frame = { ids: [], msgs: [] }));
-      return frame;
-    };
-    for (const clientId of batch.woken) {
-      const slot = this.holder(clientId).slot;
-      if (slot === this.machine.slot) this.readNew(clientId);
-      else forSlot(slot).ids.push(clientId);
-    }
-    for (const plan of batch.plans.values()) {
-      const remote = new Map<number, string[]>();
+    const local: Delivery[] = [];
+    const remote = new Map<number, Delivery[]>();
+    const add = (slot: number, item: Delivery) => (slot === this.machine.slot ? local.push(item) : pushTo(remote, slot, item));
+    for (const op of ops) {
+      const plan = op.op === 'publish' ? batch.plans.get(op.message) : undefined;
+      if (!plan) continue;
+      for (const { clientId, seq } of plan.stored) if (seq !== undefined) add(this.holder(clientId).slot, ['stored', clientId, seq]);
+      const bySlot = new Map<number, string[]>();
       for (const clientId of plan.unstored) {
-        const slot = this.holder(clientId).slot;
-        if (slot === this.machine.slot) this.deliverUnstored(clientId, plan.message);
-        else {
-          const ids = remote.get(slot);
-          if (ids) ids.push(clientId);
-          else remote.set(slot, [clientId]);
-        }
+        pushTo(bySlot, this.holder(clientId).slot, clientId);
       }
-      for (const [slot, ids] of remote) forSlot(slot).msgs.push([plan.message, ids]);
+      for (const [slot, ids] of bySlot) add(slot, ['unstored', plan.message, ids]);
     }
-    for (const [slot, frame] of perSlot) this.links.notify(slot, { k: 'wake', ...frame } satisfies LinkBody);
+    this.deliverAll(local);
+    for (const [slot, items] of remote) this.links.notify(slot, { k: 'deliver', items } satisfies LinkBody);
 
     const waits: Promise<void>[] = [];
     if (batch.sessions.size > 0) {
@@ -383,13 +379,14 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     return differs;
   }
 
-  /** Hands the core what was stored for a held session past its cursor, in order. */
-  private readNew(clientId: string): void {
+  /** Hands the core what was stored for a held session past its cursor (up to `upTo`), in order. */
+  private readNew(clientId: string, upTo = MAX_SEQ): void {
     const held = this.held.get(clientId);
     if (!held || !this.listener) return;
     this.root.resetReadTxn();
     const deliveries: StoredDelivery[] = [];
-    for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, MAX_SEQ] })) {
+    if (held.cursor >= upTo) return;
+    for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, upTo + 1] })) {
       held.cursor = key[1];
       const entry = this.readEntry(clientId, value);
       if (entry) deliveries.push({ seq: entry.seq, packetId: entry.packetId ?? packetIdOf(entry.seq), message: entry.message });
@@ -439,34 +436,47 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     }
   }
 
-  /** Wake-ups and messages for sessions held here; for a session held elsewhere now, passed on to its holder. */
   private onNotice(body: LinkBody): void {
-    if (body.k !== 'wake') return;
-    const passOn = new Map<number, { ids: string[]; msgs: [Message, string[]][] }>();
-    const elsewhere = (clientId: string) => {
+    if (body.k === 'deliver') this.deliverAll(body.items);
+  }
+
+  /**
+   * Deliveries for sessions held here, in order; those of a session held elsewhere now are passed
+   * on to its holder, and those of a session being claimed here are read when the claim ends.
+   */
+  private deliverAll(items: Delivery[]): void {
+    const passOn = new Map<number, Delivery[]>();
+    const elsewhere = (clientId: string, item: Delivery) => {
       const slot = this.holder(clientId).slot;
-      if (slot === this.machine.slot) return undefined; // being claimed here: read after the claim
-      let frame = passOn.get(slot);
-      if (!frame) passOn.set(slot, (frame = { ids: [], msgs: [] }));
-      return frame;
+      if (slot === this.machine.slot) return;
+      pushTo(passOn, slot, item);
     };
-    for (const clientId of body.ids) {
-      if (this.held.has(clientId)) this.readNew(clientId);
-      else elsewhere(clientId)?.ids.push(clientId);
-    }
-    for (const [message, ids] of body.msgs) {
+    for (const item of items) {
+      if (item[0] === 'stored') {
+        const [, clientId, seq] = item;
+        if (this.held.has(clientId)) this.readNew(clientId, seq);
+        else elsewhere(clientId, item);
+        continue;
+      }
+      const [, message, ids] = item;
       for (const clientId of ids) {
         if (this.held.has(clientId)) this.deliverUnstored(clientId, message);
-        else elsewhere(clientId)?.msgs.push([message, [clientId]]);
+        else elsewhere(clientId, ['unstored', message, [clientId]]);
       }
     }
-    for (const [slot, frame] of passOn) this.links.notify(slot, { k: 'wake', ...frame } satisfies LinkBody);
+    for (const [slot, passed] of passOn) this.links.notify(slot, { k: 'deliver', items: passed } satisfies LinkBody);
   }
 
   override async close(): Promise<void> {
     await this.links.close();
     await super.close();
   }
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 /** The record a batch leaves for a session: its last putSession, undefined after a deleteSession. */
