@@ -8,6 +8,7 @@ import { startBroker, type RunningBroker } from '../src/index';
 import { defaultConfig, type Config } from '../src/ops/config';
 import { silentLogger, type BrokerHooks } from '../src/broker/options';
 import type { Store } from '../src/store/types';
+import { MachineStore } from '../src/machine/machine-store';
 import type { Clock } from '../src/broker/clock';
 
 export function tempDir(prefix = 'iotb-test-'): string {
@@ -28,8 +29,14 @@ export async function startTestBroker(
     logLevel: 'silent',
     ...overrides,
   };
-  const running = await startBroker(config, silentLogger, extra);
+  // IOTB_TEST_STORE=machine: the store of a worker of several (src/machine/), as the only one.
+  const store = extra.store ?? (process.env.IOTB_TEST_STORE === 'machine' && config.store === 'lmdb' && !config.cluster ? machineStore(config) : undefined);
+  const running = await startBroker(config, silentLogger, { ...extra, store });
   return { ...running, config };
+}
+
+function machineStore(config: Config): Store {
+  return new MachineStore({ dataDir: config.dataDir, durability: config.durability, mapSize: config.lmdbMapSize, slot: 0, processes: 1, linkWaitMs: 1000, maxFrameBytes: 1 << 24, log: silentLogger });
 }
 
 /**

@@ -41,6 +41,15 @@ export interface PublishOrigin {
  * `sessions` holds the sessions this node holds: with the embedded store every stored one,
  * in cluster mode those of its connections (and those it handles a timer for).
  */
+/**
+ * Cluster mode: the packet id of a delivery the core made itself (a retained message), counted
+ * down from 65535 while the store's deliveries count up from 1, so that one does not wait for the
+ * other's id to be free.
+ */
+function madeHereId(seq: number): number {
+  return 65536 - packetIdOf(seq);
+}
+
 export class Broker implements StoreListener {
   readonly sessions = new Map<string, Session>();
   readonly router = new Router();
@@ -704,7 +713,7 @@ export class Broker implements StoreListener {
     const entry: OutboundEntry = {
       session,
       seq,
-      packetId: stored ? stored.packetId : packetIdOf(seq),
+      packetId: stored ? stored.packetId : this.clustered ? madeHereId(seq) : packetIdOf(seq),
       message,
       qos: target.qos,
       subscriptionIds: target.subscriptionIds,

@@ -202,8 +202,18 @@ export class MachineStore extends LmdbStore<MachineBatch> {
       kept = ops.filter((op) => this.needsWrite(op));
       break;
     }
+    // This worker routes by a changed subscription at once, as one process does: a PUBLISH the
+    // client sends right behind its SUBSCRIBE must reach it. The others hear of it after the commit.
+    for (const op of kept) {
+      if (op.op !== 'putSession' && op.op !== 'deleteSession') continue;
+      const clientId = op.op === 'putSession' ? op.record.clientId : op.clientId;
+      if (this.held.has(clientId) && this.refreshKnown(clientId, op.op === 'putSession' ? op.record : undefined)) this.unannounced.add(clientId);
+    }
     return super.commit(kept);
   }
+
+  /** Sessions whose routes changed here and that the other workers have not been told of yet. */
+  private readonly unannounced = new Set<string>();
 
   private needsWrite(op: StoreOp): boolean {
     switch (op.op) {
@@ -338,7 +348,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
 
     const waits: Promise<void>[] = [];
     if (batch.sessions.size > 0) {
-      const ids = [...batch.sessions].filter((id) => this.refreshKnown(id, recordIn(ops, id)));
+      const ids = [...batch.sessions].filter((id) => this.unannounced.delete(id));
       if (ids.length > 0) waits.push(this.links.broadcast({ k: 'routes', ids } satisfies LinkBody));
     }
     if (batch.retained.size > 0) {
@@ -477,16 +487,6 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list) list.push(value);
   else map.set(key, [value]);
-}
-
-/** The record a batch leaves for a session: its last putSession, undefined after a deleteSession. */
-function recordIn(ops: StoreOp[], clientId: string): SessionRecord | undefined {
-  let record: SessionRecord | undefined;
-  for (const op of ops) {
-    if (op.op === 'putSession' && op.record.clientId === clientId) record = op.record;
-    else if (op.op === 'deleteSession' && op.clientId === clientId) record = undefined;
-  }
-  return record;
 }
 
 function sameSubscription(a: StoredSubscription | undefined, b: StoredSubscription): boolean {

@@ -66,7 +66,7 @@ test('admin port serves Prometheus metrics and a health check', async () => {
     assert.match(metrics.body, /iotbridge_messages_received_total 1/);
     assert.match(metrics.body, /iotbridge_messages_dropped_total\{reason="queue_full"\} 0/);
     const health = await get(b.adminPort, '/healthz');
-    assert.deepEqual(JSON.parse(health.body), { status: 'ok', store: 'lmdb' });
+    assert.deepEqual(JSON.parse(health.body), { status: 'ok', store: process.env.IOTB_TEST_STORE === 'machine' ? 'lmdb-shared' : 'lmdb' });
     await endClient(c);
   } finally {
     await b.stop();
