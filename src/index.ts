@@ -86,7 +86,7 @@ export async function startBroker(
   // Ready: accepting clients, and in cluster mode holding a lease on a reachable RocketMQ.
   const ready = () => !stopped && (!(store instanceof ClusterStore) || store.ready);
   const api: AdminApiOptions = { token: config.adminToken, version: packageVersion(), startedAt: Date.now() };
-  const sys = new SysTopics(broker, { intervalSeconds: config.sysInterval, version: api.version, root: config.cluster ? `$SYS/brokers/${config.nodeId || `${os.hostname()}:${config.port}`}` : '$SYS/broker' });
+  const sys = new SysTopics(broker, { intervalSeconds: config.sysInterval, version: api.version, root: sysRoot(config) });
   sys.start();
   if (config.adminPort > 0) {
     if (store instanceof ClusterStore) api.cluster = { node: store.membership.nodeKey, nodes: () => store.membership.liveNodes() };
@@ -117,6 +117,13 @@ export async function startBroker(
       return stopping;
     },
   };
+}
+
+/** Where this process publishes its `$SYS` topics: a node of a cluster and a worker of several each under their own name. */
+function sysRoot(config: Config): string {
+  if (config.cluster) return `$SYS/brokers/${config.nodeId || `${os.hostname()}:${config.port}`}`;
+  const slot = workerSlot();
+  return slot === undefined ? '$SYS/broker' : `$SYS/brokers/worker-${slot}`;
 }
 
 /** A host other machines can reach: the one listened on, or this machine's name when that is every address. */

@@ -67,6 +67,8 @@ interface MachineBatch extends WriteBatch {
   plans: Map<Message, PublishPlan>;
   /** Sessions whose record the batch changed, and retained topics it changed. */
   sessions: Set<string>;
+  /** Sessions the batch deletes for good (no putSession after the deleteSession): no longer held here after it. */
+  ended: Set<string>;
   retained: Set<string>;
 }
 
@@ -170,6 +172,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     }
     const now = this.holder(clientId);
     if (now.slot !== slot || now.epoch !== epoch) throw new StoreError('unavailable', `${clientId} was claimed again meanwhile`);
+    await this.last; // what this worker still writes of an earlier session of the client (its end) comes first
     this.root.resetReadTxn();
     const record = this.sessions.get(clientId);
     const loaded = record ? this.loadSession(record) : undefined;
@@ -177,6 +180,14 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     // Entries stored for it while the claim was going on: their wake-ups may have gone elsewhere.
     setImmediate(() => this.readNew(clientId));
     return loaded;
+  }
+
+  /**
+   * A session that `slot` ended: who held it need not be remembered. A claim by another worker
+   * since then is kept; one by `slot` itself comes after this on the same link.
+   */
+  private forgetHolder(clientId: string, slot: number): void {
+    if (this.holderOf.get(clientId)?.slot === slot) this.holderOf.delete(clientId);
   }
 
   private noteHolder(clientId: string, holder: Holder): void {
@@ -207,7 +218,9 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     for (const op of kept) {
       if (op.op !== 'putSession' && op.op !== 'deleteSession') continue;
       const clientId = op.op === 'putSession' ? op.record.clientId : op.clientId;
-      if (this.held.has(clientId) && this.refreshKnown(clientId, op.op === 'putSession' ? op.record : undefined)) this.unannounced.add(clientId);
+      if (!this.held.has(clientId)) continue;
+      if (this.refreshKnown(clientId, op.op === 'putSession' ? op.record : undefined)) this.unannounced.add(clientId);
+      if (op.op === 'deleteSession') this.forgetHolder(clientId, this.machine.slot);
     }
     return super.commit(kept);
   }
@@ -230,8 +243,10 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 
   protected override prepare(ops: StoreOp[]): MachineBatch {
-    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set() };
+    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set(), ended: new Set() };
     for (const op of ops) {
+      if (op.op === 'deleteSession') batch.ended.add(op.clientId);
+      else if (op.op === 'putSession') batch.ended.delete(op.record.clientId);
       if (op.op !== 'publish') continue;
       const plan = this.plan(op.message, op.clientIds);
       batch.plans.set(op.message, plan);
@@ -290,6 +305,10 @@ export class MachineStore extends LmdbStore<MachineBatch> {
         }
         held.persistent = op.op === 'putSession' && op.record.expiryInterval > 0;
         super.apply(op, batch);
+        if (batch.ended.has(clientId)) {
+          this.held.delete(clientId);
+          this.forgetReferences(clientId);
+        }
         return;
       }
       default:
@@ -435,7 +454,11 @@ export class MachineStore extends LmdbStore<MachineBatch> {
         return this.letGo(body.id, body.epoch);
       case 'routes':
         this.root.resetReadTxn();
-        for (const id of body.ids) this.refreshKnown(id, this.sessions.get(id));
+        for (const id of body.ids) {
+          const record = this.sessions.get(id);
+          this.refreshKnown(id, record);
+          if (!record) this.forgetHolder(id, from);
+        }
         return;
       case 'retained':
         this.root.resetReadTxn();
