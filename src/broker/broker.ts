@@ -724,7 +724,7 @@ export class Broker implements StoreListener {
       sent: false,
       done: false,
       bytes,
-      fromStore: stored !== undefined,
+      fromStore: stored !== undefined && !stored.unrecorded,
     };
     queue.push(entry);
     if (!stored && session.persistent && entry.qos > 0) ops.push({ op: 'enqueue', clientId: session.clientId, entry: toRecord(entry) });

@@ -261,9 +261,10 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     for (const clientId of clientIds) {
       const record = this.known.get(clientId);
       if (!record) continue;
-      const target = deliveryTarget(clientId, record.subscriptions, message);
-      if (!target) continue;
-      if (record.expiryInterval > 0 && target.qos > 0) plan.stored.push({ clientId, target });
+      // The holder's core matches the message against the session's subscriptions again; only a
+      // stored entry needs the delivery's QoS and subscription ids here.
+      const target = record.expiryInterval > 0 && message.qos > 0 ? deliveryTarget(clientId, record.subscriptions, message) : undefined;
+      if (target && target.qos > 0) plan.stored.push({ clientId, target });
       else plan.unstored.push(clientId);
     }
     return plan;
@@ -427,7 +428,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     const held = this.held.get(clientId);
     if (!held || !this.listener) return;
     const seq = held.persistent ? --held.unstoredSeq : ++held.unstoredSeq;
-    this.listener.deliver(clientId, [{ seq, packetId: packetIdOf(Math.abs(seq)), message }]);
+    this.listener.deliver(clientId, [{ seq, packetId: packetIdOf(Math.abs(seq)), message, unrecorded: true }]);
   }
 
   /**

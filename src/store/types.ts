@@ -107,6 +107,8 @@ export interface StoredDelivery {
   seq: number;
   packetId: number;
   message: Message;
+  /** Set when the store keeps no record of this delivery (a clean session's): it needs no `dequeue`. */
+  unrecorded?: true;
 }
 
 /**
