@@ -167,19 +167,75 @@ export function readRssKiB(pid: number): number {
 }
 
 let clkTck = 0;
-/** utime + stime of a process, in seconds. */
-export function readCpuSeconds(pid: number): number {
+function ticksPerSecond(): number {
   if (clkTck === 0) {
     const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
     clkTck = Number(r.stdout.trim()) || 100;
   }
+  return clkTck;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (index 0 = state, 1 = ppid, 11 = utime, ...), or null. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clkTck;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return null;
   }
+}
+
+/** utime + stime of a process, in seconds. */
+export function readCpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / ticksPerSecond() : 0;
+}
+
+/**
+ * `root` and all its descendants, root first (parent links from /proc/<pid>/stat; this kernel has no
+ * /proc/<pid>/task/<tid>/children). A broker with worker processes (iot-bridge --processes N: a
+ * primary that forks its workers) spends its CPU in the children; a single-process broker is a tree of one.
+ */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [root];
+  }
+  for (const n of names) {
+    if (!/^\d+$/.test(n)) continue;
+    const f = statFields(Number(n));
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(n));
+    else children.set(ppid, [Number(n)]);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]) ?? []));
+  return out;
+}
+
+/**
+ * CPU seconds of a whole process tree: utime + stime of `root` and every live descendant, plus the
+ * cutime + cstime of each (the CPU of children that already exited and were waited for, e.g. a worker
+ * that died and was started again), so the figure only grows and a delta covers the whole tree.
+ */
+export function readTreeCpuSeconds(root: number): { seconds: number; pids: number[] } {
+  const pids = processTree(root);
+  let ticks = 0;
+  for (const pid of pids) {
+    const f = statFields(pid);
+    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  }
+  return { seconds: ticks / ticksPerSecond(), pids };
+}
+
+/** VmRSS summed over a process tree (pages shared between the processes, e.g. a shared LMDB map, count once per process). */
+export function readTreeRssKiB(root: number): number {
+  return processTree(root).reduce((sum, pid) => sum + readRssKiB(pid), 0);
 }
 
 export function freePort(): Promise<number> {
@@ -211,6 +267,8 @@ export class RunningBroker {
   exitCode: number | null = null;
   exitSignal: string | null = null;
   exited = false;
+  /** Descendants that outlived the started process by 2 s and were killed by stop(). */
+  leftoversKilled: number[] = [];
   private readonly exitPromise: Promise<void>;
 
   constructor(readonly child: ChildProcess) {
@@ -240,14 +298,39 @@ export class RunningBroker {
     return Promise.race([this.exitPromise.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
   }
 
-  /** SIGTERM, then SIGKILL after `graceMs`; only ever signals the PID this harness started. */
+  /**
+   * SIGTERM, then SIGKILL after `graceMs`; only ever signals the PID this harness started and, when that
+   * was a primary with worker processes, those of its descendants (noted before the SIGTERM, checked by
+   * start time against PID reuse) that are still alive 2 s after it exited.
+   */
   async stop(graceMs = 5000): Promise<void> {
     if (this.exited) return;
+    const descendants = processTree(this.pid)
+      .slice(1)
+      .map((pid) => ({ pid, start: startTime(pid) }))
+      .filter((d) => d.start !== null);
     this.child.kill('SIGTERM');
-    if (await this.waitExit(graceMs)) return;
-    this.child.kill('SIGKILL');
-    await this.waitExit(2000);
+    if (!(await this.waitExit(graceMs))) {
+      this.child.kill('SIGKILL');
+      await this.waitExit(2000);
+    }
+    const alive = (): typeof descendants => descendants.filter((d) => startTime(d.pid) === d.start);
+    for (let waited = 0; alive().length > 0 && waited < 2000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+    for (const d of alive()) {
+      try {
+        process.kill(d.pid, 'SIGKILL');
+        this.leftoversKilled.push(d.pid);
+      } catch {
+        // already gone
+      }
+    }
   }
+}
+
+/** Start time of a process (clock ticks since boot), null when it does not exist (or is a zombie). */
+function startTime(pid: number): string | null {
+  const f = statFields(pid);
+  return f && f[0] !== 'Z' ? f[19] : null;
 }
 
 export async function startBroker(def: BrokerDef, core: string | null, port: number, workDir: string, timeoutMs: number, spec?: CaseSpec): Promise<RunningBroker> {
