@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { CaseSpec } from './types';
+import { NOT_IN_MATRIX } from './report';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -16,7 +17,7 @@ export interface LaunchSpec {
 }
 
 export interface BrokerDef {
-  /** Key used in results: iot-bridge, iot-bridge-relaxed, aedes, mosquitto. */
+  /** Key used in results: iot-bridge, iot-bridge-relaxed, iot-bridge-2p, aedes, mosquitto, bare-node. */
   name: string;
   label: string;
   /** Null when the broker can run, otherwise why it is skipped. */
@@ -27,6 +28,9 @@ export interface BrokerDef {
   /** Runs only these scenarios (a baseline that is not a broker); the others are skipped with `onlyWhy`. */
   onlyScenarios?: CaseSpec['scenario'][];
   onlyWhy?: string;
+  /** Without --cases, runs only these case ids; the others are skipped with `defaultCasesWhy`. */
+  defaultCases?: string[];
+  defaultCasesWhy?: string;
 }
 
 function readJson(file: string): { version?: string } {
@@ -42,11 +46,16 @@ function gitHead(): string {
   return r.status === 0 ? r.stdout.trim() : 'unknown';
 }
 
-/** iot-bridge through its CLI contract: `node <cli> start --port N --data-dir DIR [--durability relaxed]`. */
-export function iotBridge(cliPath: string, relaxed: boolean): BrokerDef {
+/**
+ * iot-bridge through its CLI contract: `node <cli> start --port N --data-dir DIR [--durability relaxed] [--processes P]`.
+ * With `processes` > 1 the started PID is a primary that forks P worker processes (all on the broker's
+ * core, the affinity is inherited); its CPU and RSS are those of the whole process tree.
+ */
+export function iotBridge(cliPath: string, relaxed: boolean, processes = 1): BrokerDef {
+  const multi = processes > 1;
   return {
-    name: relaxed ? 'iot-bridge-relaxed' : 'iot-bridge',
-    label: relaxed ? 'iot-bridge (relaxed)' : 'iot-bridge',
+    name: multi ? `iot-bridge-${processes}p` : relaxed ? 'iot-bridge-relaxed' : 'iot-bridge',
+    label: multi ? `iot-bridge, ${processes} processes` : relaxed ? 'iot-bridge (relaxed)' : 'iot-bridge',
     unavailable: () =>
       fs.existsSync(cliPath)
         ? null
@@ -54,11 +63,27 @@ export function iotBridge(cliPath: string, relaxed: boolean): BrokerDef {
     version: () => `${readJson(path.join(REPO_ROOT, 'package.json')).version ?? '?'} (${gitHead()})`,
     launch: (port, workDir) => ({
       cmd: process.execPath,
-      args: [cliPath, 'start', '--port', String(port), '--data-dir', path.join(workDir, 'data'), ...(relaxed ? ['--durability', 'relaxed'] : [])],
+      args: [
+        cliPath,
+        'start',
+        '--port',
+        String(port),
+        '--data-dir',
+        path.join(workDir, 'data'),
+        ...(relaxed ? ['--durability', 'relaxed'] : []),
+        ...(multi ? ['--processes', String(processes)] : []),
+      ],
       ready: 'listening',
     }),
+    ...(multi ? { defaultCases: SCALING_CASES, defaultCasesWhy: NOT_IN_MATRIX } : {}),
   };
 }
+
+/**
+ * The cases the multi-process variant runs in the default matrix (issue 9: messages per broker CPU-second
+ * with two processes against one); `--cases` given on the command line runs it on every selected case.
+ */
+export const SCALING_CASES = ['p2p-qos1-64B', 'p2p-qos1-1KiB', 'p2p-persistent-qos1-64B', 'p2p-persistent-qos1-1KiB'];
 
 export function aedes(): BrokerDef {
   const server = path.join(REPO_ROOT, 'dist', 'bench', 'peers', 'aedes-server.js');

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   REPO_ROOT,
+  SCALING_CASES,
   aedes,
   bareNode,
   coreBusyPct,
@@ -45,9 +46,11 @@ interface Options {
 function usage(): never {
   process.stdout.write(
     [
-      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,aedes,mosquitto,bare-node] [--cases p2p,fanout,...]',
+      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,iot-bridge-2p,aedes,mosquitto,bare-node] [--cases p2p,fanout,...]',
       '                        [--iot-cli dist/src/cli.js] [--out bench/results]',
       '  --quick     reduced matrix and shorter windows (< 2 minutes)',
+      '  iot-bridge-2p is iot-bridge with --processes 2 (a primary and two workers, all on the broker core); without',
+      `              --cases it runs only ${SCALING_CASES.join(', ')} (its efficiency against one process)`,
       '  --retries N rerun a case up to N times (default 1, max 5) when other processes used the CPU during its window;',
       '              the least contended attempt is kept (within the time budget)',
       '  --ack-batch-ms N  generator batches its acks per connection for N ms (default 0 = write each at once)',
@@ -332,7 +335,7 @@ async function main(): Promise<void> {
   if (opts.ackBatchMs !== null) cases = cases.map((c) => ({ ...c, ackBatchMs: opts.ackBatchMs ?? c.ackBatchMs }));
 
   const mosquittoMissing = ensureMosquitto(log);
-  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), aedes(), mosquitto(WINDOW), bareNode()];
+  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), iotBridge(opts.iotCli, false, 2), aedes(), mosquitto(WINDOW), bareNode()];
   const brokers = all.filter((b) => !opts.brokers || opts.brokers.includes(b.name));
 
   const runId = new Date().toISOString().replace(/[:.]/g, '-');
@@ -355,7 +358,8 @@ async function main(): Promise<void> {
   if (load > 0.5) log(`WARNING: load average ${load.toFixed(2)} before the run: other processes compete for the cores; cases where they did are marked ‡`);
   log(`run ${runId}: ${cases.length} cases x ${brokers.length} brokers${opts.quick ? ' (quick)' : ''}; results -> ${path.relative(REPO_ROOT, jsonl)}`);
   let attemptsMade = 0;
-  let casesLeft = brokers.length * cases.length;
+  const inMatrix = (def: BrokerDef, spec: CaseSpec): boolean => !def.defaultCases || opts.cases !== null || def.defaultCases.includes(spec.id);
+  let casesLeft = brokers.reduce((n, def) => n + cases.filter((spec) => inMatrix(def, spec)).length, 0);
   for (const def of brokers) {
     let skip = def.unavailable();
     if (!skip && def.name === 'mosquitto' && mosquittoMissing) skip = mosquittoMissing;
@@ -389,9 +393,10 @@ async function main(): Promise<void> {
       }
       if (skip) line.skipped = skip;
       if (!line.skipped && def.onlyScenarios && !def.onlyScenarios.includes(spec.scenario)) line.skipped = def.onlyWhy ?? 'not run';
+      if (!line.skipped && !inMatrix(def, spec)) line.skipped = def.defaultCasesWhy ?? 'not run';
       const ended = spec.sweep ? sweepEnded.get(spec.sweep.group) : undefined;
       if (!line.skipped && ended) line.skipped = `above the sustainable rate (${ended})`;
-      casesLeft--;
+      if (inMatrix(def, spec)) casesLeft--;
       if (line.skipped) {
         emit(line);
         continue;
