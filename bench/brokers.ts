@@ -248,14 +248,18 @@ export function processTree(root: number): number[] {
  * cutime + cstime of each (the CPU of children that already exited and were waited for, e.g. a worker
  * that died and was started again), so the figure only grows and a delta covers the whole tree.
  */
-export function readTreeCpuSeconds(root: number): { seconds: number; pids: number[] } {
+export function readTreeCpuSeconds(root: number): { seconds: number; pids: number[]; byPid: Map<number, number> } {
   const pids = processTree(root);
+  const byPid = new Map<number, number>();
   let ticks = 0;
   for (const pid of pids) {
     const f = statFields(pid);
-    if (f) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    if (!f) continue;
+    const t = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    ticks += t;
+    byPid.set(pid, t / ticksPerSecond());
   }
-  return { seconds: ticks / ticksPerSecond(), pids };
+  return { seconds: ticks / ticksPerSecond(), pids, byPid };
 }
 
 /** VmRSS summed over a process tree (pages shared between the processes, e.g. a shared LMDB map, count once per process). */

@@ -150,6 +150,8 @@ export interface ResultLine {
     windowMs?: number;
     /** Processes in the broker's tree at the end of the window (a primary and its workers). */
     processes?: number;
+    /** With several processes: the CPU of each in the window, % of one core, the started one (the primary) first. */
+    cpuPctByProcess?: number[];
     /** Whole-core busy % (all processes, softirq included) of the broker's and generator's cores in the window. */
     brokerCoreBusyPct: number;
     generatorCoreBusyPct: number;
