@@ -322,7 +322,11 @@ function renderScaling(lines: ResultLine[], label: (b: string) => string): strin
         'directory, all pinned to the broker core like the single process. Broker CPU is that of the whole process tree (primary and workers) ' +
         'in the measured window; msg per CPU-s is delivered msg/s ÷ broker CPU-s per second, i.e. how many messages one second of CPU moves. ' +
         `Efficiency is ${n} processes ÷ 1 process in msg per CPU-s; the goal (issue 9) is within ${goalPct} % of one process, i.e. ≥ ${SCALING_EFFICIENCY_GOAL.toFixed(2)}. ` +
-        '✗, † and ‡ as above: a ratio involving a ✗ or ‡ figure must not be quoted.',
+        '✗, † and ‡ as above: a ratio involving a ✗ or ‡ figure must not be quoted.' +
+        (lines[0]?.quick
+          ? ' This is a --quick run (0.3 s warm-up, 1.5 s window): the 2-process figures measured markedly lower in quick runs than in ' +
+            'full runs (1 s warm-up, 5 s window; plausibly because each worker warms up its own JIT on half the core), so quote the full run.'
+          : ''),
       '',
     );
     const header = [
