@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { CaseSpec } from './types';
+import { NOT_IN_MATRIX } from './report';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -16,7 +17,7 @@ export interface LaunchSpec {
 }
 
 export interface BrokerDef {
-  /** Key used in results: iot-bridge, iot-bridge-relaxed, aedes, mosquitto. */
+  /** Key used in results: iot-bridge, iot-bridge-relaxed, iot-bridge-2p, aedes, mosquitto, bare-node. */
   name: string;
   label: string;
   /** Null when the broker can run, otherwise why it is skipped. */
@@ -27,6 +28,9 @@ export interface BrokerDef {
   /** Runs only these scenarios (a baseline that is not a broker); the others are skipped with `onlyWhy`. */
   onlyScenarios?: CaseSpec['scenario'][];
   onlyWhy?: string;
+  /** Without --cases, runs only these case ids; the others are skipped with `defaultCasesWhy`. */
+  defaultCases?: string[];
+  defaultCasesWhy?: string;
 }
 
 function readJson(file: string): { version?: string } {
@@ -42,11 +46,16 @@ function gitHead(): string {
   return r.status === 0 ? r.stdout.trim() : 'unknown';
 }
 
-/** iot-bridge through its CLI contract: `node <cli> start --port N --data-dir DIR [--durability relaxed]`. */
-export function iotBridge(cliPath: string, relaxed: boolean): BrokerDef {
+/**
+ * iot-bridge through its CLI contract: `node <cli> start --port N --data-dir DIR [--durability relaxed] [--processes P]`.
+ * With `processes` > 1 the started PID is a primary that forks P worker processes (all on the broker's
+ * core, the affinity is inherited); its CPU and RSS are those of the whole process tree.
+ */
+export function iotBridge(cliPath: string, relaxed: boolean, processes = 1): BrokerDef {
+  const multi = processes > 1;
   return {
-    name: relaxed ? 'iot-bridge-relaxed' : 'iot-bridge',
-    label: relaxed ? 'iot-bridge (relaxed)' : 'iot-bridge',
+    name: multi ? `iot-bridge-${processes}p` : relaxed ? 'iot-bridge-relaxed' : 'iot-bridge',
+    label: multi ? `iot-bridge, ${processes} processes` : relaxed ? 'iot-bridge (relaxed)' : 'iot-bridge',
     unavailable: () =>
       fs.existsSync(cliPath)
         ? null
@@ -54,11 +63,27 @@ export function iotBridge(cliPath: string, relaxed: boolean): BrokerDef {
     version: () => `${readJson(path.join(REPO_ROOT, 'package.json')).version ?? '?'} (${gitHead()})`,
     launch: (port, workDir) => ({
       cmd: process.execPath,
-      args: [cliPath, 'start', '--port', String(port), '--data-dir', path.join(workDir, 'data'), ...(relaxed ? ['--durability', 'relaxed'] : [])],
+      args: [
+        cliPath,
+        'start',
+        '--port',
+        String(port),
+        '--data-dir',
+        path.join(workDir, 'data'),
+        ...(relaxed ? ['--durability', 'relaxed'] : []),
+        ...(multi ? ['--processes', String(processes)] : []),
+      ],
       ready: 'listening',
     }),
+    ...(multi ? { defaultCases: SCALING_CASES, defaultCasesWhy: NOT_IN_MATRIX } : {}),
   };
 }
+
+/**
+ * The cases the multi-process variant runs in the default matrix (issue 9: messages per broker CPU-second
+ * with two processes against one); `--cases` given on the command line runs it on every selected case.
+ */
+export const SCALING_CASES = ['p2p-qos1-64B', 'p2p-qos1-1KiB', 'p2p-persistent-qos1-64B', 'p2p-persistent-qos1-1KiB'];
 
 export function aedes(): BrokerDef {
   const server = path.join(REPO_ROOT, 'dist', 'bench', 'peers', 'aedes-server.js');
@@ -167,19 +192,79 @@ export function readRssKiB(pid: number): number {
 }
 
 let clkTck = 0;
-/** utime + stime of a process, in seconds. */
-export function readCpuSeconds(pid: number): number {
+function ticksPerSecond(): number {
   if (clkTck === 0) {
     const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
     clkTck = Number(r.stdout.trim()) || 100;
   }
+  return clkTck;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (index 0 = state, 1 = ppid, 11 = utime, ...), or null. */
+function statFields(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / clkTck;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0;
+    return null;
   }
+}
+
+/** utime + stime of a process, in seconds. */
+export function readCpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / ticksPerSecond() : 0;
+}
+
+/**
+ * `root` and all its descendants, root first (parent links from /proc/<pid>/stat; this kernel has no
+ * /proc/<pid>/task/<tid>/children). A broker with worker processes (iot-bridge --processes N: a
+ * primary that forks its workers) spends its CPU in the children; a single-process broker is a tree of one.
+ */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [root];
+  }
+  for (const n of names) {
+    if (!/^\d+$/.test(n)) continue;
+    const f = statFields(Number(n));
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(n));
+    else children.set(ppid, [Number(n)]);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]) ?? []));
+  return out;
+}
+
+/**
+ * CPU seconds of a whole process tree: utime + stime of `root` and every live descendant, plus the
+ * cutime + cstime of each (the CPU of children that already exited and were waited for, e.g. a worker
+ * that died and was started again), so the figure only grows and a delta covers the whole tree.
+ */
+export function readTreeCpuSeconds(root: number): { seconds: number; pids: number[]; byPid: Map<number, number> } {
+  const pids = processTree(root);
+  const byPid = new Map<number, number>();
+  let ticks = 0;
+  for (const pid of pids) {
+    const f = statFields(pid);
+    if (!f) continue;
+    const t = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    ticks += t;
+    byPid.set(pid, t / ticksPerSecond());
+  }
+  return { seconds: ticks / ticksPerSecond(), pids, byPid };
+}
+
+/** VmRSS summed over a process tree (pages shared between the processes, e.g. a shared LMDB map, count once per process). */
+export function readTreeRssKiB(root: number): number {
+  return processTree(root).reduce((sum, pid) => sum + readRssKiB(pid), 0);
 }
 
 export function freePort(): Promise<number> {
@@ -211,6 +296,8 @@ export class RunningBroker {
   exitCode: number | null = null;
   exitSignal: string | null = null;
   exited = false;
+  /** Descendants that outlived the started process by 2 s and were killed by stop(). */
+  leftoversKilled: number[] = [];
   private readonly exitPromise: Promise<void>;
 
   constructor(readonly child: ChildProcess) {
@@ -240,14 +327,39 @@ export class RunningBroker {
     return Promise.race([this.exitPromise.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
   }
 
-  /** SIGTERM, then SIGKILL after `graceMs`; only ever signals the PID this harness started. */
+  /**
+   * SIGTERM, then SIGKILL after `graceMs`; only ever signals the PID this harness started and, when that
+   * was a primary with worker processes, those of its descendants (noted before the SIGTERM, checked by
+   * start time against PID reuse) that are still alive 2 s after it exited.
+   */
   async stop(graceMs = 5000): Promise<void> {
     if (this.exited) return;
+    const descendants = processTree(this.pid)
+      .slice(1)
+      .map((pid) => ({ pid, start: startTime(pid) }))
+      .filter((d) => d.start !== null);
     this.child.kill('SIGTERM');
-    if (await this.waitExit(graceMs)) return;
-    this.child.kill('SIGKILL');
-    await this.waitExit(2000);
+    if (!(await this.waitExit(graceMs))) {
+      this.child.kill('SIGKILL');
+      await this.waitExit(2000);
+    }
+    const alive = (): typeof descendants => descendants.filter((d) => startTime(d.pid) === d.start);
+    for (let waited = 0; alive().length > 0 && waited < 2000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+    for (const d of alive()) {
+      try {
+        process.kill(d.pid, 'SIGKILL');
+        this.leftoversKilled.push(d.pid);
+      } catch {
+        // already gone
+      }
+    }
   }
+}
+
+/** Start time of a process (clock ticks since boot), null when it does not exist (or is a zombie). */
+function startTime(pid: number): string | null {
+  const f = statFields(pid);
+  return f && f[0] !== 'Z' ? f[19] : null;
 }
 
 export async function startBroker(def: BrokerDef, core: string | null, port: number, workDir: string, timeoutMs: number, spec?: CaseSpec): Promise<RunningBroker> {

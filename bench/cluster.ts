@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pickFreePorts, startLocalRocketMQ, stopLocalRocketMQ } from '../scripts/rocketmq/local-rocketmq';
-import { REPO_ROOT, freePort, readCpuSeconds } from './brokers';
+import { REPO_ROOT, freePort, readTreeCpuSeconds } from './brokers';
 import { Engine } from './generator/engine';
 import type { CaseSpec, GeneratorResult, QoS } from './types';
 
@@ -140,11 +140,11 @@ export async function runClusterBench(quick: boolean): Promise<void> {
           {
             onMeasureStart: () => {
               startedAt = Date.now();
-              before = new Map(pids.map((p) => [p.name, readCpuSeconds(p.pid)]));
+              before = new Map(pids.map((p) => [p.name, readTreeCpuSeconds(p.pid).seconds]));
             },
             onMeasureEnd: () => {
               const secs = (Date.now() - startedAt) / 1000;
-              for (const p of pids) cpu[p.name] = Math.round(((readCpuSeconds(p.pid) - (before.get(p.name) ?? 0)) / secs) * 100);
+              for (const p of pids) cpu[p.name] = Math.round(((readTreeCpuSeconds(p.pid).seconds - (before.get(p.name) ?? 0)) / secs) * 100);
             },
           },
           subPort,

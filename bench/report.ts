@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ResultLine } from './types';
 
-export const BROKER_ORDER = ['iot-bridge', 'iot-bridge-relaxed', 'aedes', 'mosquitto', 'bare-node'];
+export const BROKER_ORDER = ['iot-bridge', 'iot-bridge-relaxed', 'iot-bridge-2p', 'aedes', 'mosquitto', 'bare-node'];
 const COLORS: Record<string, string> = {
   'iot-bridge': '#1f77b4',
   'iot-bridge-relaxed': '#6baed6',
+  'iot-bridge-2p': '#08306b',
   aedes: '#ff7f0e',
   mosquitto: '#2ca02c',
   'bare-node': '#7f7f7f',
@@ -104,9 +105,16 @@ export function contended(l: ResultLine): boolean {
 
 /** The bare Node.js baseline only runs the connect case: its other cells are blanks, not skips. */
 const BASELINE_ONLY = 'baseline: answers CONNECT only';
+/** A variant that runs a few cases of the default matrix (iot-bridge-2p): its other cells are blanks too. */
+export const NOT_IN_MATRIX = 'not in the default matrix of this variant (select cases with --cases)';
+
+/** Skipped because the broker does not run this case at all (as opposed to skipped for a reason). */
+function outOfMatrix(l: ResultLine | undefined): boolean {
+  return l?.skipped === BASELINE_ONLY || l?.skipped === NOT_IN_MATRIX;
+}
 
 function cell(v: number | undefined, unit: string, l: ResultLine | undefined, marks: boolean): string {
-  if (l?.skipped === BASELINE_ONLY) return '·';
+  if (outOfMatrix(l)) return '·';
   if (l?.skipped?.startsWith('above the sustainable rate')) return '–';
   if (!l || l.skipped) return 'skipped';
   if (v === undefined) return 'n/a';
@@ -154,8 +162,8 @@ export function renderMarkdown(lines: ResultLine[]): string {
     const lines = brokers.map((b) => get(c, b)).filter((l): l is ResultLine => l !== undefined);
     const sample = lines.find((l) => !l.skipped) ?? lines[0];
     if (!sample) continue;
-    if (sample.skipped && sample.sweep === undefined && lines.every((l) => l.skipped?.startsWith('above the sustainable rate') || l.skipped === BASELINE_ONLY)) {
-      out.push(`| ${c} | – | ${brokers.map((b) => (get(c, b)?.skipped === BASELINE_ONLY ? '·' : 'above its sustainable rate')).join(' | ')} |${ratioCols.map(() => ' – |').join('')}`);
+    if (sample.skipped && sample.sweep === undefined && lines.every((l) => l.skipped?.startsWith('above the sustainable rate') || outOfMatrix(l))) {
+      out.push(`| ${c} | – | ${brokers.map((b) => (outOfMatrix(get(c, b)) ? '·' : 'above its sustainable rate')).join(' | ')} |${ratioCols.map(() => ' – |').join('')}`);
       continue;
     }
     for (const m of metricsFor(sample)) {
@@ -175,10 +183,12 @@ export function renderMarkdown(lines: ResultLine[]): string {
   }
   out.push(...renderSweeps(lines, brokers, label, ratioCols));
   out.push(...renderMemoryFloor(lines, label));
+  out.push(...renderScaling(lines, label));
   out.push('', '## Correctness and load', '');
   out.push(
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
-      'generator and broker process CPU, each with how busy its pinned core was (% during the measured window); and the ' +
+      'generator and broker CPU, each with how busy its pinned core was (% during the measured window; the broker\'s CPU is that of its whole ' +
+      'process tree, and with several processes it is split as primary + each worker); and the ' +
       'generator ceiling, throughput × 100 / generator CPU, i.e. roughly what the generator could drive on this case. ' +
       'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU taken by anything else ' +
       '(the larger of: all other processes, and how much busier the two cores were than the broker and generator processes), % of one core; ' +
@@ -193,7 +203,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
     for (const b of brokers) {
       const l = get(c, b);
       if (!l || l.skipped || !l.generator) {
-        row.push(l?.skipped ? 'skipped' : l ? `failed` : '–');
+        row.push(outOfMatrix(l) ? '·' : l?.skipped ? 'skipped' : l ? `failed` : '–');
         if (l && !l.skipped) problems.push(`- ${c} on ${label(b)}: ${l.errors.join('; ')}`);
         continue;
       }
@@ -203,7 +213,9 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const st = l.brokerStats;
       const st0 = l.brokerStats;
       const cpu =
-        `gen ${fmt(g.generatorCpuPct)}% (core ${fmt(st0?.generatorCoreBusyPct ?? 0)}%) / broker ${fmt(st0?.cpuPct ?? 0)}% (core ${fmt(st0?.brokerCoreBusyPct ?? 0)}%)` +
+        `gen ${fmt(g.generatorCpuPct)}% (core ${fmt(st0?.generatorCoreBusyPct ?? 0)}%) / broker ${fmt(st0?.cpuPct ?? 0)}%` +
+        `${(st0?.processes ?? 1) > 1 ? ` in ${st0?.processes} processes${st0?.cpuPctByProcess ? ` (${st0.cpuPctByProcess.map((p) => fmt(p)).join(' + ')})` : ''}` : ''}` +
+        ` (core ${fmt(st0?.brokerCoreBusyPct ?? 0)}%)` +
         (ceiling ? `; ceiling ${compact(ceiling)}` : '');
       const counts = l.scenario === 'connect' ? `${fmt(g.connect?.connected ?? 0)}/${fmt(g.connect?.attempted ?? 0)} connected` : `${fmt(k.lost)} / ${fmt(k.duplicates)} / ${fmt(k.outOfOrder)}`;
       row.push(`${l.ok ? '✓' : '✗'} ${counts}; ${cpu}; others ${fmt(contentionPct(l))}%${contended(l) && st?.othersTop?.[0] ? ` (${st.othersTop[0]})` : ''}${contended(l) ? ' ‡' : ''}`);
@@ -246,7 +258,7 @@ function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string)
   out.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < 1 ? '---' : '---:')).join('|')}|`);
   for (const g of groups) {
     const rates = sustainableRates(lines, g);
-    const baseline = (b: string): boolean => lines.some((l) => l.broker === b && l.skipped === BASELINE_ONLY);
+    const baseline = (b: string): boolean => lines.some((l) => l.broker === b && outOfMatrix(l));
     const row = [`${g} (msg/s)`, ...brokers.map((b) => (rates.has(b) ? fmt(rates.get(b)!.rate) : baseline(b) ? '·' : 'skipped'))];
     for (const [a, p] of ratioCols) row.push(ratio(rates.get(a)?.rate, rates.get(p)?.rate));
     out.push(`| ${row.join(' | ')} |`);
@@ -273,6 +285,81 @@ function renderMemoryFloor(lines: ResultLine[], label: (b: string) => string): s
   for (const l of connect) {
     if (l.broker === 'bare-node') continue;
     out.push(`| ${label(l.broker)} | ${fmt(l.brokerStats!.rssPerConnKiB!, 1)} | ${ratio(l.brokerStats!.rssPerConnKiB, floor)} |`);
+  }
+  return out;
+}
+
+/** Goal of issue 9: messages per broker CPU-second with N processes at least this share of one process's. */
+export const SCALING_EFFICIENCY_GOAL = 0.85;
+
+/** Delivered messages per second of broker CPU (whole process tree) in the measured window. */
+export function msgPerCpuSecond(l: ResultLine): number | undefined {
+  if (l.skipped || !l.generator || l.scenario === 'connect') return undefined;
+  const st = l.brokerStats;
+  if (!st) return undefined;
+  const cores = st.cpuSeconds !== undefined && st.windowMs ? st.cpuSeconds / (st.windowMs / 1000) : st.cpuPct / 100;
+  return cores > 0 ? l.throughput / cores : undefined;
+}
+
+/**
+ * iot-bridge with N worker processes (iot-bridge-<N>p) against one process, case by case: delivered msg/s,
+ * broker CPU, messages per broker CPU-second and their ratio (the efficiency; the goal is ≥ 0.85).
+ */
+function renderScaling(lines: ResultLine[], label: (b: string) => string): string[] {
+  const variants = [...new Set(lines.filter((l) => /^iot-bridge-\d+p$/.test(l.broker)).map((l) => l.broker))];
+  const out: string[] = [];
+  for (const v of variants) {
+    const n = Number(/^iot-bridge-(\d+)p$/.exec(v)![1]);
+    const pairs = lines
+      .filter((l) => l.broker === v && !l.skipped)
+      .map((multi) => ({ multi, one: lines.find((l) => l.broker === 'iot-bridge' && l.caseId === multi.caseId && !l.skipped) }))
+      .filter((p): p is { multi: ResultLine; one: ResultLine } => p.one !== undefined && p.multi.scenario !== 'connect');
+    if (pairs.length === 0) continue;
+    const goalPct = Math.round((1 - SCALING_EFFICIENCY_GOAL) * 100);
+    out.push('', `## Scaling: iot-bridge with ${n} worker processes against one process`, '');
+    out.push(
+      `${label(v)} is iot-bridge started with \`--processes ${n}\`: a primary and ${n} workers sharing the port and one LMDB data ` +
+        'directory, all pinned to the broker core like the single process. Broker CPU is that of the whole process tree (primary and workers) ' +
+        'in the measured window; msg per CPU-s is delivered msg/s ÷ broker CPU-s per second, i.e. how many messages one second of CPU moves. ' +
+        `Efficiency is ${n} processes ÷ 1 process in msg per CPU-s; the goal (issue 9) is within ${goalPct} % of one process, i.e. ≥ ${SCALING_EFFICIENCY_GOAL.toFixed(2)}. ` +
+        '✗, † and ‡ as above: a ratio involving a ✗ or ‡ figure must not be quoted.' +
+        (lines[0]?.quick
+          ? ' This is a --quick run (0.3 s warm-up, 1.5 s window): the 2-process figures measured markedly lower in quick runs than in ' +
+            'full runs (1 s warm-up, 5 s window; plausibly because each worker warms up its own JIT on half the core), so quote the full run.'
+          : ''),
+      '',
+    );
+    const header = [
+      'Case',
+      'delivered, 1 process (msg/s)',
+      `delivered, ${n} processes (msg/s)`,
+      `broker CPU, 1 / ${n} (% of one core)`,
+      'msg per CPU-s, 1 process',
+      `msg per CPU-s, ${n} processes`,
+      `efficiency (${n} / 1)`,
+      `goal ≥ ${SCALING_EFFICIENCY_GOAL.toFixed(2)}`,
+    ];
+    out.push(`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i < 1 ? '---' : '---:')).join('|')}|`);
+    for (const { one, multi } of pairs) {
+      const e1 = msgPerCpuSecond(one);
+      const en = msgPerCpuSecond(multi);
+      const eff = e1 !== undefined && en !== undefined && e1 > 0 ? en / e1 : undefined;
+      const quotable = one.ok && multi.ok && !contended(one) && !contended(multi);
+      const verdict =
+        eff === undefined ? '–' : !quotable ? `not quotable (${!one.ok || !multi.ok ? 'correctness failed ✗' : 'contended ‡'})` : eff >= SCALING_EFFICIENCY_GOAL ? '✓ met' : '✗ not met';
+      out.push(
+        `| ${[
+          one.caseId,
+          cell(one.throughput, 'msg/s', one, true),
+          cell(multi.throughput, 'msg/s', multi, true),
+          `${fmt(one.brokerStats?.cpuPct ?? 0)} / ${fmt(multi.brokerStats?.cpuPct ?? 0)}`,
+          cell(e1, 'msg/s', one, false),
+          cell(en, 'msg/s', multi, false),
+          eff === undefined ? '–' : eff.toFixed(2),
+          verdict,
+        ].join(' | ')} |`,
+      );
+    }
   }
   return out;
 }
@@ -314,7 +401,7 @@ export function renderSvg(lines: ResultLine[]): string {
   cases.forEach((c, i) => {
     const x0 = 10 + (i % cols) * pw;
     const y0 = top + Math.floor(i / cols) * ph;
-    const vals = brokers.map((b) => {
+    const vals = brokers.filter((b) => !outOfMatrix(get(c, b))).map((b) => {
       const l = get(c, b);
       return { b, l, v: l && !l.skipped && l.generator ? l.throughput : undefined };
     });
@@ -341,7 +428,7 @@ export function renderSvg(lines: ResultLine[]): string {
         const marks = `${bad ? ' ✗' : ''}${v.l && generatorBound(v.l) ? ' †' : ''}${v.l && contended(v.l) ? ' ‡' : ''}`;
         s.push(`<text x="${bx + bw / 2}" y="${base - h - 4}" font-size="11" text-anchor="middle" fill="${bad ? '#d62728' : '#222'}">${compact(v.v)}${marks}</text>`);
       }
-      const short = label(v.b).replace('iot-bridge (relaxed)', 'iot relaxed');
+      const short = label(v.b).replace('iot-bridge (relaxed)', 'iot relaxed').replace(/^iot-bridge, (\d+) processes$/, 'iot $1 proc.');
       s.push(`<text x="${bx + bw / 2}" y="${base + 16}" font-size="10" text-anchor="middle">${esc(short)}</text>`);
     });
   });

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   REPO_ROOT,
+  SCALING_CASES,
   aedes,
   bareNode,
   coreBusyPct,
@@ -21,9 +22,9 @@ import {
   mosquitto,
   pinned,
   readCoreTimes,
-  readCpuSeconds,
   readListenOverflows,
-  readRssKiB,
+  readTreeCpuSeconds,
+  readTreeRssKiB,
   startBroker,
   type BrokerDef,
   type RunningBroker,
@@ -45,9 +46,11 @@ interface Options {
 function usage(): never {
   process.stdout.write(
     [
-      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,aedes,mosquitto,bare-node] [--cases p2p,fanout,...]',
+      'usage: npm run bench -- [--quick] [--brokers iot-bridge,iot-bridge-relaxed,iot-bridge-2p,aedes,mosquitto,bare-node] [--cases p2p,fanout,...]',
       '                        [--iot-cli dist/src/cli.js] [--out bench/results]',
       '  --quick     reduced matrix and shorter windows (< 2 minutes)',
+      '  iot-bridge-2p is iot-bridge with --processes 2 (a primary and two workers, all on the broker core); without',
+      `              --cases it runs only ${SCALING_CASES.join(', ')} (its efficiency against one process)`,
       '  --retries N rerun a case up to N times (default 1, max 5) when other processes used the CPU during its window;',
       '              the least contended attempt is kept (within the time budget)',
       '  --ack-batch-ms N  generator batches its acks per connection for N ms (default 0 = write each at once)',
@@ -117,6 +120,12 @@ interface CaseRun {
   gen: GeneratorResult | null;
   errors: string[];
   brokerCpuPct: number;
+  /** Broker CPU seconds (whole process tree) in the measured window, and that window's length. */
+  brokerCpuSeconds: number;
+  brokerWindowMs: number;
+  /** Processes in the broker's tree at the end of the window, and the CPU of each (% of one core, the started one first). */
+  brokerProcesses: number;
+  brokerCpuPctByProcess: number[];
   brokerCoreBusyPct: number;
   generatorCoreBusyPct: number;
   othersCpuPct: number;
@@ -126,7 +135,10 @@ interface CaseRun {
   rssConnectedKiB?: number;
 }
 
-/** Runs one case: spawns the pinned generator worker, samples the broker's /proc while it runs. */
+/**
+ * Runs one case: spawns the pinned generator worker, samples the broker's /proc while it runs. The
+ * broker's CPU and RSS are those of its whole process tree (the started PID and its descendants).
+ */
 async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker, cores: Cores): Promise<CaseRun> {
   const worker = path.join(REPO_ROOT, 'dist', 'bench', 'generator', 'worker.js');
   const p = pinned(cores.generator, process.execPath, [worker]);
@@ -135,30 +147,40 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     gen: null,
     errors: [],
     brokerCpuPct: 0,
+    brokerCpuSeconds: 0,
+    brokerWindowMs: 0,
+    brokerProcesses: 1,
+    brokerCpuPctByProcess: [],
     brokerCoreBusyPct: 0,
     generatorCoreBusyPct: 0,
     othersCpuPct: 0,
     othersTop: [],
     listenOverflows: 0,
-    rssPeakKiB: readRssKiB(broker.pid),
+    rssPeakKiB: readTreeRssKiB(broker.pid),
   };
-  let cpu0 = readCpuSeconds(broker.pid);
+  let cpu0 = readTreeCpuSeconds(broker.pid);
   let cores0 = readCoreTimes();
   let procs0 = readAllCpuSeconds();
   const overflows0 = readListenOverflows();
   let t0 = Date.now();
   const windowEnd = (): void => {
     const secs = (Date.now() - t0) / 1000;
-    run.brokerCpuPct = secs > 0 ? Math.round(((readCpuSeconds(broker.pid) - cpu0) / secs) * 1000) / 10 : 0;
+    const cpu1 = readTreeCpuSeconds(broker.pid);
+    run.brokerCpuSeconds = Math.max(0, cpu1.seconds - cpu0.seconds);
+    run.brokerWindowMs = secs * 1000;
+    run.brokerProcesses = cpu1.pids.length;
+    run.brokerCpuPctByProcess = cpu1.pids.map((pid) => (secs > 0 ? Math.round((((cpu1.byPid.get(pid) ?? 0) - (cpu0.byPid.get(pid) ?? 0)) / secs) * 1000) / 10 : 0));
+    run.brokerCpuPct = secs > 0 ? Math.round((run.brokerCpuSeconds / secs) * 1000) / 10 : 0;
     const cores1 = readCoreTimes();
     run.brokerCoreBusyPct = coreBusyPct(cores0, cores1, cores.broker);
     run.generatorCoreBusyPct = coreBusyPct(cores0, cores1, cores.generator);
-    const others = othersCpu(procs0, readAllCpuSeconds(), [broker.pid, child.pid ?? -1, process.pid], secs);
+    const brokerPids = [...new Set([...cpu0.pids, ...cpu1.pids])];
+    const others = othersCpu(procs0, readAllCpuSeconds(), [...brokerPids, child.pid ?? -1, process.pid], secs);
     run.othersCpuPct = others.pct;
     run.othersTop = others.top;
   };
   const sampler = setInterval(() => {
-    run.rssPeakKiB = Math.max(run.rssPeakKiB, readRssKiB(broker.pid));
+    run.rssPeakKiB = Math.max(run.rssPeakKiB, readTreeRssKiB(broker.pid));
   }, 200);
   const bound = caseBoundMs(spec);
   await new Promise<void>((resolve) => {
@@ -177,7 +199,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     child.on('message', (m: WorkerToParent) => {
       switch (m.type) {
         case 'measure-start':
-          cpu0 = readCpuSeconds(broker.pid);
+          cpu0 = readTreeCpuSeconds(broker.pid);
           cores0 = readCoreTimes();
           procs0 = readAllCpuSeconds();
           t0 = Date.now();
@@ -189,7 +211,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
           windowEnd();
           // Let the broker settle, then read its RSS with every connection open.
           setTimeout(() => {
-            run.rssConnectedKiB = readRssKiB(broker.pid);
+            run.rssConnectedKiB = readTreeRssKiB(broker.pid);
             run.rssPeakKiB = Math.max(run.rssPeakKiB, run.rssConnectedKiB);
             const msg: ParentToWorker = { type: 'release' };
             child.send(msg);
@@ -245,16 +267,21 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
   try {
     const port = await freePort();
     broker = await startBroker(def, cores.broker, port, workDir, 20_000, spec);
-    const rssStart = readRssKiB(broker.pid);
+    const rssStart = readTreeRssKiB(broker.pid);
     const run = await runGenerator(spec, port, broker, cores);
-    const rssEnd = readRssKiB(broker.pid);
+    const rssEnd = readTreeRssKiB(broker.pid);
     const diedDuringCase = broker.exited;
     await broker.stop();
     line.errors.push(...run.errors);
     if (diedDuringCase) line.errors.push(`broker exited during the case (code ${broker.exitCode}, signal ${broker.exitSignal}): ${broker.tail()}`);
     else if (broker.exitCode !== 0 && broker.exitSignal !== 'SIGTERM') line.errors.push(`broker did not exit 0 on SIGTERM (code ${broker.exitCode}, signal ${broker.exitSignal})`);
+    if (broker.leftoversKilled.length > 0) line.errors.push(`broker processes ${broker.leftoversKilled.join(', ')} outlived the broker's exit by 2 s and were killed`);
     line.brokerStats = {
       cpuPct: run.brokerCpuPct,
+      cpuSeconds: Math.round(run.brokerCpuSeconds * 1000) / 1000,
+      windowMs: Math.round(run.brokerWindowMs),
+      processes: run.brokerProcesses,
+      ...(run.brokerProcesses > 1 ? { cpuPctByProcess: run.brokerCpuPctByProcess } : {}),
       brokerCoreBusyPct: run.brokerCoreBusyPct,
       generatorCoreBusyPct: run.generatorCoreBusyPct,
       othersCpuPct: run.othersCpuPct,
@@ -284,7 +311,8 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
-      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%${run.brokerProcesses > 1 ? ` (${run.brokerProcesses} processes: ${run.brokerCpuPctByProcess.map((p) => `${p}%`).join(' + ')})` : ''}` +
+        `${spec.scenario !== 'connect' && g && run.brokerCpuSeconds > 0 ? `, ${Math.round(g.deliveredPerSec / (run.brokerCpuSeconds / (run.brokerWindowMs / 1000)))} msg/CPU-s` : ''}, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
         (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`) +
         (line.sweep ? (line.sweep.sustained ? '  sustained' : `  not sustained: ${line.sweep.why}`) : ''),
     );
@@ -311,7 +339,7 @@ async function main(): Promise<void> {
   if (opts.ackBatchMs !== null) cases = cases.map((c) => ({ ...c, ackBatchMs: opts.ackBatchMs ?? c.ackBatchMs }));
 
   const mosquittoMissing = ensureMosquitto(log);
-  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), aedes(), mosquitto(WINDOW), bareNode()];
+  const all: BrokerDef[] = [iotBridge(opts.iotCli, false), iotBridge(opts.iotCli, true), iotBridge(opts.iotCli, false, 2), aedes(), mosquitto(WINDOW), bareNode()];
   const brokers = all.filter((b) => !opts.brokers || opts.brokers.includes(b.name));
 
   const runId = new Date().toISOString().replace(/[:.]/g, '-');
@@ -334,7 +362,8 @@ async function main(): Promise<void> {
   if (load > 0.5) log(`WARNING: load average ${load.toFixed(2)} before the run: other processes compete for the cores; cases where they did are marked ‡`);
   log(`run ${runId}: ${cases.length} cases x ${brokers.length} brokers${opts.quick ? ' (quick)' : ''}; results -> ${path.relative(REPO_ROOT, jsonl)}`);
   let attemptsMade = 0;
-  let casesLeft = brokers.length * cases.length;
+  const inMatrix = (def: BrokerDef, spec: CaseSpec): boolean => !def.defaultCases || opts.cases !== null || def.defaultCases.includes(spec.id);
+  let casesLeft = brokers.reduce((n, def) => n + cases.filter((spec) => inMatrix(def, spec)).length, 0);
   for (const def of brokers) {
     let skip = def.unavailable();
     if (!skip && def.name === 'mosquitto' && mosquittoMissing) skip = mosquittoMissing;
@@ -368,9 +397,10 @@ async function main(): Promise<void> {
       }
       if (skip) line.skipped = skip;
       if (!line.skipped && def.onlyScenarios && !def.onlyScenarios.includes(spec.scenario)) line.skipped = def.onlyWhy ?? 'not run';
+      if (!line.skipped && !inMatrix(def, spec)) line.skipped = def.defaultCasesWhy ?? 'not run';
       const ended = spec.sweep ? sweepEnded.get(spec.sweep.group) : undefined;
       if (!line.skipped && ended) line.skipped = `above the sustainable rate (${ended})`;
-      casesLeft--;
+      if (inMatrix(def, spec)) casesLeft--;
       if (line.skipped) {
         emit(line);
         continue;

@@ -143,8 +143,15 @@ export interface ResultLine {
   throughputUnit: 'msg/s' | 'conn/s';
   generator?: GeneratorResult;
   brokerStats?: {
-    /** Broker process CPU (user+sys) during the measured window, % of one core. */
+    /** Broker CPU (user+sys of the started process and all its descendants) during the measured window, % of one core. */
     cpuPct: number;
+    /** The same as CPU seconds, and the window it was measured over (ms); absent in older results. */
+    cpuSeconds?: number;
+    windowMs?: number;
+    /** Processes in the broker's tree at the end of the window (a primary and its workers). */
+    processes?: number;
+    /** With several processes: the CPU of each in the window, % of one core, the started one (the primary) first. */
+    cpuPctByProcess?: number[];
     /** Whole-core busy % (all processes, softirq included) of the broker's and generator's cores in the window. */
     brokerCoreBusyPct: number;
     generatorCoreBusyPct: number;
@@ -154,6 +161,7 @@ export interface ResultLine {
     othersTop?: string[];
     /** SYNs dropped on full accept queues during the case (system-wide TcpExt ListenOverflows). */
     listenOverflows: number;
+    /** VmRSS summed over the broker's process tree. */
     rssStartKiB: number;
     rssPeakKiB: number;
     rssEndKiB: number;
