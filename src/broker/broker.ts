@@ -61,6 +61,8 @@ export class Broker implements StoreListener {
    * keeps the router and the retained set current with what every node stored.
    */
   private readonly clustered: boolean;
+  /** Clustered, but the clean sessions held here get their deliveries from the core directly (Store.queuesHeldCleanSessions). */
+  private readonly queuesHeldCleanSessions: boolean;
   private sweepTimer: TimerHandle | undefined;
   private stopped = false;
   private lastDropLog = 0;
@@ -73,6 +75,7 @@ export class Broker implements StoreListener {
     readonly clock: Clock = systemClock,
   ) {
     this.clustered = store.deliversThroughStore;
+    this.queuesHeldCleanSessions = store.queuesHeldCleanSessions === true;
   }
 
   /** Restores the sessions this node holds and the retained messages; wills of connections cut by a crash are armed again. */
@@ -123,7 +126,7 @@ export class Broker implements StoreListener {
     const ops: StoreOp[] = [];
     const entries: OutboundEntry[] = [];
     for (const delivery of deliveries) {
-      const target = deliveryTarget(clientId, session.subscriptions.values(), delivery.message);
+      const target = delivery.target ?? deliveryTarget(clientId, session.subscriptions.values(), delivery.message);
       if (!target || !this.enqueue(session, delivery.message, target, target.sharedFilter, ops, entries, delivery)) {
         ops.push({ op: 'dequeue', clientId, seq: delivery.seq }); // nothing to send: done with it
       }
@@ -653,13 +656,18 @@ export class Broker implements StoreListener {
     if (this.clustered) {
       // Every node's sessions: the store stores the message once for all of them and hands
       // each its delivery where it is held. A shared group gets it once, for one member.
-      const clientIds = [...targets.keys()];
+      const clientIds: string[] = [];
+      for (const [clientId, target] of targets) {
+        const session = this.queuesHeldCleanSessions ? this.sessions.get(clientId) : undefined;
+        if (session && !session.persistent) this.enqueue(session, message, target, undefined, ops, entries);
+        else clientIds.push(clientId);
+      }
       for (const group of groups) {
         const picked = group.pick(() => true);
         if (picked && !targets.has(picked[0])) clientIds.push(picked[0]);
       }
       // Also with no recipient: the store decides whether RocketMQ applications want it (the bridge).
-      ops.push({ op: 'publish', message, clientIds });
+      if (clientIds.length > 0 || !this.queuesHeldCleanSessions) ops.push({ op: 'publish', message, clientIds, targets });
       return;
     }
     for (const [clientId, target] of targets) {

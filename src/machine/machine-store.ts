@@ -51,6 +51,8 @@ interface HeldSession {
 /** A message of this batch and who gets it: stored recipients (with their delivery) and the others. */
 interface PublishPlan {
   message: Message;
+  /** The publishing core's matches, for deliveries made in this worker. */
+  targets: ReadonlyMap<string, DeliveryTarget> | undefined;
   /** `seq`: the sequence its entry got in the transaction; absent if the session had ended by then. */
   stored: { clientId: string; target: DeliveryTarget; seq?: number }[];
   unstored: string[];
@@ -61,6 +63,30 @@ interface PublishPlan {
  * entries up to `seq`, or deliver a message that is not stored.
  */
 type Delivery = readonly ['stored', string, number] | readonly ['unstored', Message, string[]];
+
+/**
+ * A delivery on a link: a message as a flat array, not an object with named fields, which
+ * halves msgpack's encoding and decoding time (measured: 2.5 µs → 1.05 µs an item, pack and unpack).
+ */
+type WireDelivery =
+  | [0, string, number]
+  | [1, string[], string, Buffer, Message['qos'], boolean, string, number, number | null, Message['properties'] | null, boolean | null];
+
+function toWire(item: Delivery): WireDelivery {
+  if (item[0] === 'stored') return [0, item[1], item[2]];
+  const [, m, ids] = item;
+  return [1, ids, m.topic, m.payload, m.qos, m.retain, m.publisherId, m.createdAt, m.expiresAt ?? null, m.properties ?? null, m.movedFromMember ?? null];
+}
+
+function fromWire(item: WireDelivery): Delivery {
+  if (item[0] === 0) return ['stored', item[1], item[2]];
+  const [, ids, topic, payload, qos, retain, publisherId, createdAt, expiresAt, properties, moved] = item;
+  const message: Message = { topic, payload, qos, retain, publisherId, createdAt };
+  if (expiresAt !== null) message.expiresAt = expiresAt;
+  if (properties !== null) message.properties = properties;
+  if (moved !== null) message.movedFromMember = moved;
+  return ['unstored', message, ids];
+}
 
 /** A write batch with what `apply` gathers for after the commit. */
 interface MachineBatch extends WriteBatch {
@@ -76,7 +102,8 @@ type LinkBody =
   | { k: 'claim'; id: string; epoch: number }
   | { k: 'routes'; ids: string[] }
   | { k: 'retained'; topics: string[] }
-  | { k: 'deliver'; items: Delivery[] };
+  /** Deliveries in the wire form of `toWire`. */
+  | { k: 'deliver'; items: WireDelivery[] };
 
 /** FNV-1a: the worker a session belongs to while no claim recorded another. */
 function hashSlot(clientId: string, processes: number): number {
@@ -90,6 +117,7 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 export class MachineStore extends LmdbStore<MachineBatch> {
   override readonly kind = 'lmdb-shared';
   override readonly deliversThroughStore = true;
+  readonly queuesHeldCleanSessions = true;
   private readonly holders: Database<Holder, string>;
   private readonly seqs: Database<number, string>;
   private readonly links: PeerLinks;
@@ -248,7 +276,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
       if (op.op === 'deleteSession') batch.ended.add(op.clientId);
       else if (op.op === 'putSession') batch.ended.delete(op.record.clientId);
       if (op.op !== 'publish') continue;
-      const plan = this.plan(op.message, op.clientIds);
+      const plan = this.plan(op.message, op.clientIds, op.targets);
       batch.plans.set(op.message, plan);
       batch.queuedFor!.set(op.message, plan.stored.length);
     }
@@ -256,14 +284,15 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 
   /** Which recipients get the message stored (persistent, QoS > 0 for them) and which get it on the link. */
-  private plan(message: Message, clientIds: string[]): PublishPlan {
-    const plan: PublishPlan = { message, stored: [], unstored: [] };
+  private plan(message: Message, clientIds: string[], targets: ReadonlyMap<string, DeliveryTarget> | undefined): PublishPlan {
+    const plan: PublishPlan = { message, targets, stored: [], unstored: [] };
     for (const clientId of clientIds) {
       const record = this.known.get(clientId);
       if (!record) continue;
-      // The holder's core matches the message against the session's subscriptions again; only a
-      // stored entry needs the delivery's QoS and subscription ids here.
-      const target = record.expiryInterval > 0 && message.qos > 0 ? deliveryTarget(clientId, record.subscriptions, message) : undefined;
+      // Only a stored entry needs the delivery's QoS and subscription ids here: the holder's core
+      // matches the others itself (or takes this router's match, when it is this worker).
+      const stored = record.expiryInterval > 0 && message.qos > 0;
+      const target = stored ? (targets?.get(clientId) ?? deliveryTarget(clientId, record.subscriptions, message)) : undefined;
       if (target && target.qos > 0) plan.stored.push({ clientId, target });
       else plan.unstored.push(clientId);
     }
@@ -350,21 +379,25 @@ export class MachineStore extends LmdbStore<MachineBatch> {
 
   /** Wakes the holders of what was stored, sends what was not, and makes every worker see changed routes and retained messages. */
   private async afterCommit(ops: StoreOp[], batch: MachineBatch): Promise<void> {
-    const local: Delivery[] = [];
+    // In publish order: this worker's sessions at once, the others' in one frame per worker.
     const remote = new Map<number, Delivery[]>();
-    const add = (slot: number, item: Delivery) => (slot === this.machine.slot ? local.push(item) : pushTo(remote, slot, item));
+    const me = this.machine.slot;
     for (const op of ops) {
       const plan = op.op === 'publish' ? batch.plans.get(op.message) : undefined;
       if (!plan) continue;
-      for (const { clientId, seq } of plan.stored) if (seq !== undefined) add(this.holder(clientId).slot, ['stored', clientId, seq]);
-      const bySlot = new Map<number, string[]>();
-      for (const clientId of plan.unstored) {
-        pushTo(bySlot, this.holder(clientId).slot, clientId);
+      for (const { clientId, seq } of plan.stored) {
+        if (seq === undefined) continue;
+        const slot = this.holder(clientId).slot;
+        if (slot === me) this.readNew(clientId, seq);
+        else pushTo(remote, slot, ['stored', clientId, seq]);
       }
-      for (const [slot, ids] of bySlot) add(slot, ['unstored', plan.message, ids]);
+      for (const clientId of plan.unstored) {
+        const slot = this.holder(clientId).slot;
+        if (slot === me) this.deliverUnstored(clientId, plan.message, plan.targets?.get(clientId));
+        else addUnstored(remote, slot, plan.message, clientId);
+      }
     }
-    this.deliverAll(local);
-    for (const [slot, items] of remote) this.links.notify(slot, { k: 'deliver', items } satisfies LinkBody);
+    for (const [slot, items] of remote) this.links.notify(slot, { k: 'deliver', items: items.map(toWire) } satisfies LinkBody);
 
     const waits: Promise<void>[] = [];
     if (batch.sessions.size > 0) {
@@ -424,11 +457,12 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     if (deliveries.length > 0) this.listener.deliver(clientId, deliveries);
   }
 
-  private deliverUnstored(clientId: string, message: Message): void {
+  /** `target`: this worker's router matched it when it was published here. */
+  private deliverUnstored(clientId: string, message: Message, target?: DeliveryTarget): void {
     const held = this.held.get(clientId);
     if (!held || !this.listener) return;
     const seq = held.persistent ? --held.unstoredSeq : ++held.unstoredSeq;
-    this.listener.deliver(clientId, [{ seq, packetId: packetIdOf(Math.abs(seq)), message, unrecorded: true }]);
+    this.listener.deliver(clientId, [{ seq, packetId: packetIdOf(Math.abs(seq)), message, unrecorded: true, target }]);
   }
 
   /**
@@ -471,7 +505,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 
   private onNotice(body: LinkBody): void {
-    if (body.k === 'deliver') this.deliverAll(body.items);
+    if (body.k === 'deliver') this.deliverAll(body.items.map(fromWire));
   }
 
   /**
@@ -480,31 +514,37 @@ export class MachineStore extends LmdbStore<MachineBatch> {
    */
   private deliverAll(items: Delivery[]): void {
     const passOn = new Map<number, Delivery[]>();
-    const elsewhere = (clientId: string, item: Delivery) => {
-      const slot = this.holder(clientId).slot;
-      if (slot === this.machine.slot) return;
-      pushTo(passOn, slot, item);
-    };
+    const me = this.machine.slot;
     for (const item of items) {
       if (item[0] === 'stored') {
         const [, clientId, seq] = item;
+        const slot = this.holder(clientId).slot;
         if (this.held.has(clientId)) this.readNew(clientId, seq);
-        else elsewhere(clientId, item);
+        else if (slot !== me) pushTo(passOn, slot, item);
         continue;
       }
       const [, message, ids] = item;
       for (const clientId of ids) {
+        const slot = this.holder(clientId).slot;
         if (this.held.has(clientId)) this.deliverUnstored(clientId, message);
-        else elsewhere(clientId, ['unstored', message, [clientId]]);
+        else if (slot !== me) addUnstored(passOn, slot, message, clientId);
       }
     }
-    for (const [slot, passed] of passOn) this.links.notify(slot, { k: 'deliver', items: passed } satisfies LinkBody);
+    for (const [slot, passed] of passOn) this.links.notify(slot, { k: 'deliver', items: passed.map(toWire) } satisfies LinkBody);
   }
 
   override async close(): Promise<void> {
     await this.links.close();
     await super.close();
   }
+}
+
+/** Adds a recipient to the frame for `slot`: to the last item when that is the same message. */
+function addUnstored(frames: Map<number, Delivery[]>, slot: number, message: Message, clientId: string): void {
+  const items = frames.get(slot);
+  const last = items?.[items.length - 1];
+  if (last && last[0] === 'unstored' && last[1] === message) last[2].push(clientId);
+  else pushTo(frames, slot, ['unstored', message, [clientId]]);
 }
 
 function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {

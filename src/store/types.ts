@@ -1,4 +1,5 @@
 import type { ProtocolVersion, QoS, UserProperties } from '../protocol/packets';
+import type { DeliveryTarget } from './delivery';
 
 /** The properties of a PUBLISH that travel with the message (MQTT 5 §3.3.2.3). */
 export interface MessageProperties {
@@ -99,7 +100,13 @@ export type StoreOp =
    * Stores a message for the sessions of `clientIds`, wherever they are held. Only for a store
    * that `deliversThroughStore`: it hands the deliveries back through `StoreListener.deliver`.
    */
-  | { op: 'publish'; message: Message; clientIds: string[] };
+  | {
+      op: 'publish';
+      message: Message;
+      clientIds: string[];
+      /** How this process's router matched each recipient: a store that hands the delivery back here passes it on. */
+      targets?: ReadonlyMap<string, DeliveryTarget>;
+    };
 
 /** A message the store hands to a session this node holds, at its durable position. */
 export interface StoredDelivery {
@@ -109,6 +116,8 @@ export interface StoredDelivery {
   message: Message;
   /** Set when the store keeps no record of this delivery (a clean session's): it needs no `dequeue`. */
   unrecorded?: true;
+  /** The match made when it was published in this process (the op's `targets`): not matched again. */
+  target?: DeliveryTarget;
 }
 
 /**
@@ -174,6 +183,12 @@ export interface Store {
    * and deliveries, routes and retained changes come back through the StoreListener (cluster).
    */
   readonly deliversThroughStore: boolean;
+  /**
+   * With `deliversThroughStore`: the core queues deliveries to the clean sessions it holds itself,
+   * as the embedded stores let it (nothing of them is stored), and hands the store only the other
+   * recipients. Set by the store of a worker of several on one machine; cluster mode routes all.
+   */
+  readonly queuesHeldCleanSessions?: boolean;
   load(listener: StoreListener): Promise<LoadedState>;
   openSession(clientId: string): Promise<LoadedSession | undefined>;
   sync(): Promise<void> | undefined;
