@@ -385,11 +385,12 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     for (const op of ops) {
       const plan = op.op === 'publish' ? batch.plans.get(op.message) : undefined;
       if (!plan) continue;
-      for (const { clientId, seq } of plan.stored) {
+      for (const { clientId, seq, target } of plan.stored) {
         if (seq === undefined) continue;
         const slot = this.holder(clientId).slot;
-        if (slot === me) this.readNew(clientId, seq);
-        else pushTo(remote, slot, ['stored', clientId, seq]);
+        if (slot !== me) pushTo(remote, slot, ['stored', clientId, seq]);
+        else if (this.held.get(clientId)?.cursor === seq - 1) this.deliverStored(clientId, seq, plan.message, target);
+        else this.readNew(clientId, seq); // entries other workers stored come first
       }
       for (const clientId of plan.unstored) {
         const slot = this.holder(clientId).slot;
@@ -451,10 +452,17 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     if (held.cursor >= upTo) return;
     for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, upTo + 1] })) {
       held.cursor = key[1];
-      const entry = this.readEntry(clientId, value);
+      const entry = this.readEntry(clientId, value, true);
       if (entry) deliveries.push({ seq: entry.seq, packetId: entry.packetId ?? packetIdOf(entry.seq), message: entry.message });
     }
     if (deliveries.length > 0) this.listener.deliver(clientId, deliveries);
+  }
+
+  /** An entry this worker just stored for a session it holds, right after the ones it already read: handed over as it is. */
+  private deliverStored(clientId: string, seq: number, message: Message, target: DeliveryTarget): void {
+    const held = this.held.get(clientId)!;
+    held.cursor = seq;
+    this.listener?.deliver(clientId, [{ seq, packetId: packetIdOf(seq), message, target }]);
   }
 
   /** `target`: this worker's router matched it when it was published here. */

@@ -146,12 +146,16 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
     return { record, queue, inboundQos2 };
   }
 
-  /** Decodes a stored queue entry and tracks its message reference and delivery state; undefined if its message is gone. */
-  protected readEntry(clientId: string, data: Buffer): QueueEntryRecord | undefined {
+  /**
+   * Decodes a stored queue entry and tracks its message reference and delivery state; undefined if
+   * its message is gone. `fresh`: an entry stored since the session was loaded, with no delivery state.
+   */
+  protected readEntry(clientId: string, data: Buffer, fresh = false): QueueEntryRecord | undefined {
     const { messageId, message: inline, ...rest } = decodeEntry(data);
     const message = inline ?? (messageId !== undefined ? this.messageOf(messageId) : undefined);
     if (!message) return undefined; // dangling reference: the message was already released
     if (messageId !== undefined) this.referenced(clientId).set(rest.seq, messageId);
+    if (fresh) return { ...rest, message }; // just stored: never past PUBREC yet
     const released = this.released.get([clientId, rest.seq]);
     if (released !== undefined) this.releasedSeqs(clientId).add(rest.seq);
     return { ...rest, message, state: released ?? rest.state };
