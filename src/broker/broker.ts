@@ -106,10 +106,11 @@ export class Broker implements StoreListener {
     if (session.disconnectedAt === undefined) this.onConnectionLost(session, this.clock.now());
   }
 
-  /** StoreListener: the session is now held elsewhere. Close its connection here (no will) and forget it. */
-  release(clientId: string): void {
+  /** StoreListener: the session is now held elsewhere. Close its connection here and forget it; a will only as a takeover on one process publishes it. */
+  release(clientId: string, byConnect = false): void {
     const session = this.sessions.get(clientId);
     if (!session) return;
+    if (byConnect && session.owner && session.will?.delayInterval === 0) this.publishWill(session);
     const owner = session.owner;
     session.owner = null;
     owner?.takenOver();

@@ -223,13 +223,13 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     if (!known || holder.epoch >= known.epoch) this.holderOf.set(clientId, holder);
   }
 
-  /** Another worker took the session: close it here (no will), wait for what this worker still writes of it. */
+  /** Another worker took the session: close it here, wait for what this worker still writes of it. */
   private async letGo(clientId: string, epoch: number): Promise<void> {
     const held = this.held.get(clientId);
     if (!held || held.epoch >= epoch) return;
     this.held.delete(clientId);
     this.forgetReferences(clientId);
-    this.listener?.release(clientId);
+    this.listener?.release(clientId, true); // a claim comes from a CONNECT on the other worker
     await this.last;
   }
 

@@ -132,10 +132,12 @@ export interface StoreListener {
    */
   adopt(session: LoadedSession): void;
   /**
-   * Another node took the session over (or the store let it go): close its connection here,
-   * without a will, and forget the session. Its state lives on in the store.
+   * Another node took the session over (or the store let it go): close its connection here and
+   * forget the session. Its state lives on in the store. `byConnect`: a client connected to it
+   * elsewhere, which on one process publishes the old connection's will when it has no delay;
+   * otherwise no will.
    */
-  release(clientId: string): void;
+  release(clientId: string, byConnect?: boolean): void;
   /** Messages for a session this node holds, in order (cluster mode: read from its inbox). */
   deliver(clientId: string, deliveries: StoredDelivery[]): void;
   /** A subscription of any session, added (`sub`) or removed (undefined): the routes to publish to. */

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IDisconnectPacket } from 'mqtt';
-import { collect, endClient, runClient, skipWithout, sleep } from '../helpers';
+import { collect, connect, endClient, runClient, skipWithout, sleep } from '../helpers';
 import { waitUntil } from '../guarantees/wait';
 import { TestMachine } from './workers';
 
@@ -80,6 +80,32 @@ test('two processes: a client connecting on the other worker takes its session o
   assert.deepEqual(messages.map((m) => m.payload.toString()), [...Array.from({ length: 10 }, (_, n) => `q${n}`), 'live']);
   assert.equal(got.messages.length, 0);
   await Promise.all([first, third, publisher].map((c) => endClient(c, true)));
+});
+
+test('two processes: a client connecting on the other worker publishes the old connection\'s will (no delay) once, as one process does', async () => {
+  const watcher = await machine.connectOn(1, { clientId: 'tw-watch', protocolVersion: 5 });
+  const wills = collect(watcher);
+  await watcher.subscribeAsync('tw-will/#', { qos: 1 });
+  // The new connection must land on the other worker at its first try: a try on the same worker
+  // would be a takeover there (which publishes the will too) and prove nothing about the link.
+  let crossed = false;
+  let attempt = 0;
+  for (; attempt < 5 && !crossed; attempt++) {
+    const clientId = `tw-owner-${attempt}`;
+    const first = await machine.connectOn(0, { clientId, protocolVersion: 5, will: { topic: `tw-will/${attempt}`, payload: Buffer.from(`bye-${attempt}`), qos: 1, retain: false } });
+    first.on('error', () => undefined);
+    await machine.nextGoesTo(1);
+    const second = await connect(machine.port, { clientId, protocolVersion: 5 });
+    crossed = (await machine.workerOf(clientId)) === 1;
+    await Promise.all([first, second].map((c) => endClient(c, true)));
+  }
+  assert.ok(crossed, 'the second connection never landed on the other worker at its first try');
+  const expected = `bye-${attempt - 1}`;
+  await waitUntil(() => wills.messages.some((m) => m.payload.toString() === expected), `the will ${expected}`);
+  await watcher.publishAsync('tw-will/marker', 'marker', { qos: 1 });
+  await waitUntil(() => wills.messages.some((m) => m.payload.toString() === 'marker'), 'the marker after the will');
+  assert.equal(wills.messages.filter((m) => m.payload.toString() === expected).length, 1, `the will ${expected} once`);
+  await endClient(watcher);
 });
 
 test('two processes: a retained message set on one worker is served by the other, and cleared everywhere', async () => {

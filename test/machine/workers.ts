@@ -53,16 +53,24 @@ export class TestMachine {
    */
   async connectOn(slot: number, options: IClientOptions, setup?: (client: MqttClient) => void): Promise<MqttClient> {
     for (let attempt = 0; attempt < 20; attempt++) {
-      const probeId = `probe-${process.pid}-${this.probes++}`;
-      const probe = await connect(this.port, { clientId: probeId });
-      const probed = await this.workerOf(probeId);
-      await endClient(probe);
-      if (probed === slot) continue; // the next one goes to the other worker: probe again
+      await this.nextGoesTo(slot);
       const client = await connect(this.port, options, setup);
       if ((await this.workerOf(options.clientId!)) === slot) return client;
       await endClient(client);
     }
     throw new Error(`${options.clientId} never landed on worker ${slot} in 20 tries`);
+  }
+
+  /** Opens throwaway connections until one lands on the other worker: the next one should go to `slot`. */
+  async nextGoesTo(slot: number): Promise<void> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const probeId = `probe-${process.pid}-${this.probes++}`;
+      const probe = await connect(this.port, { clientId: probeId });
+      const probed = await this.workerOf(probeId);
+      await endClient(probe);
+      if (probed !== slot) return;
+    }
+    throw new Error(`every probe landed on worker ${slot}`);
   }
 
   private probes = 0;
