@@ -75,18 +75,20 @@ export class TestMachine {
 
   private probes = 0;
 
-  /** A worker's pid as the primary last reported it (it logs restarts). */
+  /** A worker's pid as the primary last reported it (it logs each restart with the new pid). */
   pidOf(slot: number): number {
-    return this.workers.find((w) => w.slot === slot)!.pid;
+    const restarts = this.restarts(slot);
+    return restarts.length > 0 ? restarts[restarts.length - 1]! : this.workers.find((w) => w.slot === slot)!.pid;
   }
 
-  /** Whether the primary logged that worker `slot` serves again after it died. */
-  restarted(slot: number): boolean {
-    return this.proc.output.join('').includes(`"msg":"worker ${slot} serving again"`);
+  /** The pids worker `slot` served again with after it died, in order. */
+  restarts(slot: number): number[] {
+    const lines = this.proc.output.join('').split('\n').filter((l) => l.includes(`"msg":"worker ${slot} serving again"`));
+    return lines.map((l) => (JSON.parse(l) as { pid: number }).pid);
   }
 
   logs(): string {
-    return this.proc.output.join('').slice(-6000);
+    return this.proc.output.join('').slice(process.env.MACHINE_LOG_LEVEL === 'debug' ? -4_000_000 : -6000);
   }
 
   async stop(): Promise<void> {
