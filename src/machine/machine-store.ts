@@ -480,12 +480,14 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   private resync(): void {
     this.root.resetReadTxn();
     for (const { key, value } of this.holders.getRange()) this.noteHolder(key, value);
+    // The sessions held here are known here first (a change is routed by before it commits): LMDB
+    // may not have it yet. The others' are what LMDB has.
     const stored = new Set<string>();
     for (const { value: record } of this.sessions.getRange()) {
       stored.add(record.clientId);
-      this.refreshKnown(record.clientId, record);
+      if (!this.held.has(record.clientId)) this.refreshKnown(record.clientId, record);
     }
-    for (const clientId of [...this.known.keys()]) if (!stored.has(clientId)) this.refreshKnown(clientId, undefined);
+    for (const clientId of [...this.known.keys()]) if (!stored.has(clientId) && !this.held.has(clientId)) this.refreshKnown(clientId, undefined);
     for (const message of this.allRetained()) this.listener?.retainedChanged(message.topic, message);
     for (const clientId of this.held.keys()) this.readNew(clientId);
   }
