@@ -187,11 +187,15 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   override async openSession(clientId: string): Promise<LoadedSession | undefined> {
     if (this.closed) throw new StoreError('closed', 'store is closed');
     const slot = this.machine.slot;
-    const epoch = await this.root.transaction(() => {
-      const next = (this.holders.get(clientId)?.epoch ?? 0) + 1;
-      void this.holders.put(clientId, { slot, epoch: next });
-      return next;
-    });
+    const epoch = await this.root
+      .transaction(() => {
+        const next = (this.holders.get(clientId)?.epoch ?? 0) + 1;
+        void this.holders.put(clientId, { slot, epoch: next });
+        return next;
+      })
+      .catch((e: Error) => {
+        throw new StoreError('unavailable', `claim of ${clientId} not stored: ${e.message}`);
+      });
     this.noteHolder(clientId, { slot, epoch });
     try {
       await this.links.broadcast({ k: 'claim', id: clientId, epoch } satisfies LinkBody);
