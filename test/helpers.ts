@@ -165,6 +165,22 @@ export function spawnBroker(args: string[], timeoutMs = 15000): Promise<BrokerPr
   });
 }
 
+/**
+ * `spawnBroker` with an admin port (or others) picked by `freePort`: a port free when picked may be
+ * taken (as the local port of some outgoing connection) before the broker binds it, so a start
+ * that fails with EADDRINUSE is tried again with fresh ports, at most 3 times.
+ */
+export async function spawnBrokerOnFreePort(args: (port: number) => string[], timeoutMs?: number): Promise<{ proc: BrokerProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return { proc: await spawnBroker(args(port), timeoutMs), port };
+    } catch (e) {
+      if (attempt >= 3 || !(e as Error).message.includes('EADDRINUSE')) throw e;
+    }
+  }
+}
+
 /** `iot-bridge passwd FILE USER ...args` with the compiled CLI; fails the test if it does not exit 0. */
 export function passwd(file: string, user: string, ...args: string[]): void {
   const r = spawnSync(process.execPath, [CLI, 'passwd', file, user, ...args], { encoding: 'utf8' });

@@ -1,5 +1,5 @@
 // Cluster nodes as real processes (the CLI with --cluster) on the RocketMQ that `npm test` starts.
-import { freePort, spawnBroker, type BrokerProcess } from '../helpers';
+import { spawnBrokerOnFreePort, type BrokerProcess } from '../helpers';
 import { namesrvAddr, uniqueName } from '../rocketmq/helpers';
 
 export interface ClusterNode {
@@ -17,9 +17,8 @@ export class TestCluster {
   constructor(readonly extraArgs: string[] = []) {}
 
   async start(id: string): Promise<ClusterNode> {
-    const adminPort = await freePort();
-    const proc = await spawnBroker(
-      [
+    const { proc, port: adminPort } = await spawnBrokerOnFreePort(
+      (adminPort) => [
         '--host', '127.0.0.1', '--port', '0', '--admin-port', String(adminPort),
         '--cluster', '--namesrv', namesrvAddr(), '--cluster-name', this.name, '--node-id', id,
         '--log-level', process.env.CLUSTER_LOG_LEVEL ?? 'info', ...this.extraArgs,

@@ -2,7 +2,7 @@
 // real process with the CLI, and where each client landed (each worker's own admin API).
 import http from 'node:http';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import { connect, endClient, freePort, spawnBroker, tempDir, type BrokerProcess } from '../helpers';
+import { connect, endClient, spawnBrokerOnFreePort, tempDir, type BrokerProcess } from '../helpers';
 
 const TOKEN = 'machine-test-token';
 
@@ -22,8 +22,7 @@ export class TestMachine {
 
   /** The broker with `processes` workers, each with its admin API on `adminPort + slot`. */
   static async start(processes = 2, extra: string[] = [], dataDir = tempDir('iotb-machine-')): Promise<TestMachine> {
-    const adminPort = await freePort();
-    const proc = await spawnBroker([
+    const { proc } = await spawnBrokerOnFreePort((adminPort) => [
       '--host', '127.0.0.1', '--port', '0', '--processes', String(processes), '--data-dir', dataDir,
       '--admin-port', String(adminPort), '--admin-token', TOKEN, '--log-level', process.env.MACHINE_LOG_LEVEL ?? 'info', ...extra,
     ], 30_000);
