@@ -171,13 +171,14 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   private holder(clientId: string): Holder {
     const recorded = this.holderOf.get(clientId);
     if (recorded && recorded.slot < this.machine.processes) return recorded;
-    return { slot: hashSlot(clientId, this.machine.processes), epoch: recorded?.epoch ?? 0 };
+    // No claim recorded (or one for a worker that no longer exists): where the client id hashes to.
+    const assigned = { slot: hashSlot(clientId, this.machine.processes), epoch: recorded?.epoch ?? 0 };
+    this.holderOf.set(clientId, assigned);
+    return assigned;
   }
 
-  private hold(clientId: string, epoch: number, record: SessionRecord | undefined): HeldSession {
-    const held: HeldSession = { clientId, epoch, persistent: (record?.expiryInterval ?? 0) > 0, cursor: this.seqs.get(clientId) ?? 0, unstoredSeq: 0 };
-    this.held.set(clientId, held);
-    return held;
+  private hold(clientId: string, epoch: number, record: SessionRecord | undefined): void {
+    this.held.set(clientId, { clientId, epoch, persistent: (record?.expiryInterval ?? 0) > 0, cursor: this.seqs.get(clientId) ?? 0, unstoredSeq: 0 });
   }
 
   /**
@@ -532,16 +533,20 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     for (const item of items) {
       if (item[0] === 'stored') {
         const [, clientId, seq] = item;
-        const slot = this.holder(clientId).slot;
         if (this.held.has(clientId)) this.readNew(clientId, seq);
-        else if (slot !== me) pushTo(passOn, slot, item);
+        else {
+          const slot = this.holder(clientId).slot;
+          if (slot !== me) pushTo(passOn, slot, item);
+        }
         continue;
       }
       const [, message, ids] = item;
       for (const clientId of ids) {
-        const slot = this.holder(clientId).slot;
         if (this.held.has(clientId)) this.deliverUnstored(clientId, message);
-        else if (slot !== me) addUnstored(passOn, slot, message, clientId);
+        else {
+          const slot = this.holder(clientId).slot;
+          if (slot !== me) addUnstored(passOn, slot, message, clientId);
+        }
       }
     }
     for (const [slot, passed] of passOn) this.links.notify(slot, { k: 'deliver', items: passed.map(toWire) } satisfies LinkBody);

@@ -66,7 +66,7 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
       if (workers.get(slot) === worker) workers.delete(slot);
       ready.delete(slot);
       if (stopping) {
-        if (workers.size === 0) exit(0);
+        if (workers.size === 0) exit();
         return;
       }
       if (!serving) {
@@ -80,10 +80,10 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
   };
 
   let exitCode = 0;
-  const exit = (code: number): void => {
+  const exit = (): void => {
     log.info({}, 'stopped');
     log.flush();
-    process.exit(exitCode || code);
+    process.exit(exitCode);
   };
   const stop = (why: string, code = 0): void => {
     if (stopping) return;
@@ -91,7 +91,7 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
     exitCode = code;
     log.info({ signal: why }, 'shutting down');
     for (const worker of workers.values()) worker.process.kill('SIGTERM');
-    if (workers.size === 0) exit(code);
+    if (workers.size === 0) exit();
     setTimeout(() => {
       log.error({}, `workers still running after ${STOP_WAIT_MS} ms: killing them`);
       for (const worker of workers.values()) worker.process.kill('SIGKILL');
