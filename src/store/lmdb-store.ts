@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import type {
   DeliveryState,
   LoadedSession,
@@ -31,9 +31,25 @@ export interface LmdbStoreOptions {
   mapSize: number;
   /**
    * Other processes write the same environment (several processes on one machine, src/machine/):
-   * message ids are then allocated inside each write transaction, from what is stored.
+   * message ids are then allocated inside each write transaction, from what is stored, and
+   * commits flush inside the write lock (no `overlappingSync`, see the constructor).
    */
   sharedByProcesses?: boolean;
+}
+
+/** How the store opens its LMDB environment (exported for the test that runs it in several processes). */
+export function lmdbEnvOptions(options: Pick<LmdbStoreOptions, 'dataDir' | 'durability' | 'mapSize' | 'sharedByProcesses'>): RootDatabaseOptionsWithPath {
+  return {
+    path: `${options.dataDir}/broker.lmdb`,
+    noSync: options.durability === 'relaxed',
+    mapSize: options.mapSize,
+    maxDbs: 12,
+    // lmdb-js flushes a commit after letting go of the write lock by default (overlappingSync).
+    // With several processes on one environment, a process opening it then undid another's last
+    // commit: a counter read in the next transaction came back one lower, after about one open
+    // in ten (test/machine/shared-lmdb.test.ts); none with it off. One process keeps the default.
+    ...(options.sharedByProcesses ? { overlappingSync: false } : {}),
+  };
 }
 
 type SeqKey = [string, number];
@@ -81,12 +97,7 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
 
   constructor(protected readonly options: LmdbStoreOptions) {
     fs.mkdirSync(options.dataDir, { recursive: true });
-    this.root = open({
-      path: `${options.dataDir}/broker.lmdb`,
-      noSync: options.durability === 'relaxed',
-      mapSize: options.mapSize,
-      maxDbs: 12,
-    });
+    this.root = open(lmdbEnvOptions(options));
     this.sessions = this.root.openDB({ name: 'sessions' });
     this.queue = this.root.openDB({ name: 'queue-entries', encoding: 'binary' });
     this.messages = this.root.openDB({ name: 'messages' });
