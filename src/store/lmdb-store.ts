@@ -32,7 +32,7 @@ export interface LmdbStoreOptions {
   /**
    * Other processes write the same environment (several processes on one machine, src/machine/):
    * message ids are then allocated inside each write transaction, from what is stored, and
-   * commits flush inside the write lock (no `overlappingSync`, see the constructor).
+   * commits flush inside the write lock (no `overlappingSync`: see lmdbEnvOptions).
    */
   sharedByProcesses?: boolean;
 }

@@ -4,6 +4,7 @@
 // ten (6 of 60 here, with the option put back). Real processes, real LMDB, the store's own
 // environment options.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { open } from 'lmdb';
@@ -52,6 +53,7 @@ test('a process opening the shared environment does not undo another process\'s 
     expected = read + 1;
   }
   await root.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
   assert.ok(openersDone, `only ${opened} of ${OPENS} openers ran in time`);
   assert.ok(expected > OPENS, `the counter moved only ${expected} times while ${OPENS} processes opened the environment`);
   assert.deepEqual(wentBack, [], 'every commit kept');
