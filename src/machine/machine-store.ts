@@ -96,6 +96,11 @@ interface MachineBatch extends WriteBatch {
   /** Sessions the batch deletes for good (no putSession after the deleteSession): no longer held here after it. */
   ended: Set<string>;
   retained: Set<string>;
+  /**
+   * The last queue sequence each session took in this batch. Its counter in LMDB is read once and
+   * written once per batch (finishBatch), not per entry: a session gets many entries in a batch.
+   */
+  counters: Map<string, number>;
 }
 
 type LinkBody =
@@ -276,7 +281,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 
   protected override prepare(ops: StoreOp[]): MachineBatch {
-    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set(), ended: new Set() };
+    const batch: MachineBatch = { queuedFor: new Map(), plans: new Map(), sessions: new Set(), retained: new Set(), ended: new Set(), counters: new Map() };
     for (const op of ops) {
       if (op.op === 'deleteSession') batch.ended.add(op.clientId);
       else if (op.op === 'putSession') batch.ended.delete(op.record.clientId);
@@ -333,6 +338,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
         if (op.op === 'deleteSession') {
           // Entries other workers stored since the last read: their message references are released too.
           for (const { value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, MAX_SEQ] })) this.readEntry(clientId, value);
+          batch.counters.delete(clientId);
           void this.seqs.remove(clientId);
           if (mine?.slot === this.machine.slot && mine.epoch === held.epoch) void this.holders.remove(clientId);
         } else if (op.record.expiryInterval > 0 && this.seqs.get(clientId) === undefined) {
@@ -352,15 +358,19 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     }
   }
 
+  protected override finishBatch(batch: MachineBatch): void {
+    for (const [clientId, seq] of batch.counters) void this.seqs.put(clientId, seq);
+  }
+
   /** Queue entries for the stored recipients, each at the next sequence of its session's counter. */
   private storeFor(plan: PublishPlan | undefined, batch: MachineBatch): void {
     if (!plan) return;
     for (const recipient of plan.stored) {
       const { clientId, target } = recipient;
-      const last = this.seqs.get(clientId);
+      const last = batch.counters.get(clientId) ?? this.seqs.get(clientId);
       if (last === undefined) continue; // the session ended meanwhile
       const seq = last + 1;
-      void this.seqs.put(clientId, seq);
+      batch.counters.set(clientId, seq);
       recipient.seq = seq;
       super.apply(
         {
@@ -385,7 +395,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   /** Wakes the holders of what was stored, sends what was not, and makes every worker see changed routes and retained messages. */
   private async afterCommit(ops: StoreOp[], batch: MachineBatch): Promise<void> {
     // In publish order: this worker's sessions at once, the others' in one frame per worker.
-    const remote = new Map<number, Delivery[]>();
+    const remote = new Frames();
     const me = this.machine.slot;
     for (const op of ops) {
       const plan = op.op === 'publish' ? batch.plans.get(op.message) : undefined;
@@ -393,17 +403,17 @@ export class MachineStore extends LmdbStore<MachineBatch> {
       for (const { clientId, seq, target } of plan.stored) {
         if (seq === undefined) continue;
         const slot = this.holder(clientId).slot;
-        if (slot !== me) pushTo(remote, slot, ['stored', clientId, seq]);
+        if (slot !== me) remote.stored(slot, clientId, seq);
         else if (this.held.get(clientId)?.cursor === seq - 1) this.deliverStored(clientId, seq, plan.message, target);
         else this.readNew(clientId, seq); // entries other workers stored come first
       }
       for (const clientId of plan.unstored) {
         const slot = this.holder(clientId).slot;
         if (slot === me) this.deliverUnstored(clientId, plan.message, plan.targets?.get(clientId));
-        else addUnstored(remote, slot, plan.message, clientId);
+        else remote.unstored(slot, plan.message, clientId);
       }
     }
-    for (const [slot, items] of remote) this.links.notify(slot, { k: 'deliver', items: items.map(toWire) } satisfies LinkBody);
+    this.send(remote);
 
     const waits: Promise<void>[] = [];
     if (batch.sessions.size > 0) {
@@ -448,13 +458,15 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     return differs;
   }
 
-  /** Hands the core what was stored for a held session past its cursor (up to `upTo`), in order. */
-  private readNew(clientId: string, upTo = MAX_SEQ): void {
+  /**
+   * Hands the core what was stored for a held session past its cursor (up to `upTo`), in order.
+   * `resetRead` false: the caller renewed LMDB's read snapshot after what it reads was committed.
+   */
+  private readNew(clientId: string, upTo = MAX_SEQ, resetRead = true): void {
     const held = this.held.get(clientId);
-    if (!held || !this.listener) return;
-    this.root.resetReadTxn();
+    if (!held || !this.listener || held.cursor >= upTo) return;
+    if (resetRead) this.root.resetReadTxn();
     const deliveries: StoredDelivery[] = [];
-    if (held.cursor >= upTo) return;
     for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, upTo + 1] })) {
       held.cursor = key[1];
       const entry = this.readEntry(clientId, value, true);
@@ -528,28 +540,47 @@ export class MachineStore extends LmdbStore<MachineBatch> {
    * on to its holder, and those of a session being claimed here are read when the claim ends.
    */
   private deliverAll(items: Delivery[]): void {
-    const passOn = new Map<number, Delivery[]>();
+    const passOn = new Frames();
     const me = this.machine.slot;
+    // Everything the frame wakes for was committed before it was sent: one fresh snapshot, and one
+    // read per session, up to its last entry named (a message not stored for it first goes out before).
+    const reads = new Map<string, number>();
+    let fresh = false;
+    const read = (clientId: string): void => {
+      const upTo = reads.get(clientId);
+      if (upTo === undefined) return;
+      reads.delete(clientId);
+      if (!fresh) this.root.resetReadTxn();
+      fresh = true;
+      this.readNew(clientId, upTo, false);
+    };
     for (const item of items) {
       if (item[0] === 'stored') {
         const [, clientId, seq] = item;
-        if (this.held.has(clientId)) this.readNew(clientId, seq);
+        if (this.held.has(clientId)) reads.set(clientId, Math.max(seq, reads.get(clientId) ?? 0));
         else {
           const slot = this.holder(clientId).slot;
-          if (slot !== me) pushTo(passOn, slot, item);
+          if (slot !== me) passOn.stored(slot, clientId, seq);
         }
         continue;
       }
       const [, message, ids] = item;
       for (const clientId of ids) {
-        if (this.held.has(clientId)) this.deliverUnstored(clientId, message);
-        else {
+        if (this.held.has(clientId)) {
+          read(clientId);
+          this.deliverUnstored(clientId, message);
+        } else {
           const slot = this.holder(clientId).slot;
-          if (slot !== me) addUnstored(passOn, slot, message, clientId);
+          if (slot !== me) passOn.unstored(slot, message, clientId);
         }
       }
     }
-    for (const [slot, passed] of passOn) this.links.notify(slot, { k: 'deliver', items: passed.map(toWire) } satisfies LinkBody);
+    for (const clientId of [...reads.keys()]) read(clientId);
+    this.send(passOn);
+  }
+
+  private send(frames: Frames): void {
+    for (const [slot, items] of frames.bySlot) this.links.notify(slot, { k: 'deliver', items: items.map(toWire) } satisfies LinkBody);
   }
 
   override async close(): Promise<void> {
@@ -558,18 +589,37 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   }
 }
 
-/** Adds a recipient to the frame for `slot`: to the last item when that is the same message. */
-function addUnstored(frames: Map<number, Delivery[]>, slot: number, message: Message, clientId: string): void {
-  const items = frames.get(slot);
-  const last = items?.[items.length - 1];
-  if (last && last[0] === 'unstored' && last[1] === message) last[2].push(clientId);
-  else pushTo(frames, slot, ['unstored', message, [clientId]]);
-}
+/**
+ * Deliveries for other workers, one frame per worker, in publish order. A session's wake-ups that
+ * follow each other are one (read up to the last sequence named): a session gets many entries in
+ * a batch, and each wake-up costs its holder a read.
+ */
+class Frames {
+  readonly bySlot = new Map<number, Delivery[]>();
+  /** Where a session's last wake-up is in its frame, while nothing else for that session came after it. */
+  private readonly lastWake = new Map<string, number>();
 
-function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
-  const list = map.get(key);
-  if (list) list.push(value);
-  else map.set(key, [value]);
+  stored(slot: number, clientId: string, seq: number): void {
+    const items = this.frame(slot);
+    const at = this.lastWake.get(clientId);
+    if (at !== undefined) items[at] = ['stored', clientId, seq];
+    else this.lastWake.set(clientId, items.push(['stored', clientId, seq]) - 1);
+  }
+
+  /** Adds a recipient to the last item when that is the same message. */
+  unstored(slot: number, message: Message, clientId: string): void {
+    this.lastWake.delete(clientId);
+    const items = this.frame(slot);
+    const last = items[items.length - 1];
+    if (last && last[0] === 'unstored' && last[1] === message) last[2].push(clientId);
+    else items.push(['unstored', message, [clientId]]);
+  }
+
+  private frame(slot: number): Delivery[] {
+    let items = this.bySlot.get(slot);
+    if (!items) this.bySlot.set(slot, (items = []));
+    return items;
+  }
 }
 
 function sameSubscription(a: StoredSubscription | undefined, b: StoredSubscription): boolean {

@@ -237,6 +237,7 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
       await this.root.transaction(() => {
         if (this.options.sharedByProcesses) this.nextMessageId = this.lastMessageId() + 1;
         for (const op of ops) this.apply(op, batch);
+        this.finishBatch(batch);
       });
       if (this.options.durability === 'strict') await this.root.flushed;
       this.checkSize();
@@ -288,6 +289,9 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
     await this.root.flushed;
     await this.root.close();
   }
+
+  /** Runs inside the write transaction after every op of the batch: what a subclass gathered over it is written here. */
+  protected finishBatch(_batch: Batch): void {}
 
   /** Runs inside the write transaction: reads see this transaction's writes. */
   protected apply(op: StoreOp, batch: Batch): void {

@@ -46,6 +46,20 @@ test('two processes: QoS 0, 1 and 2 published on each worker reach subscribers o
   await Promise.all([...subs, ...pubs].map((c) => endClient(c)));
 });
 
+// A burst arrives in one read, so one batch and one frame to the other worker carry stored and
+// unstored deliveries for the same session, in publish order.
+test('two processes: a burst of mixed QoS from one worker reaches a persistent subscriber on the other in publish order', async () => {
+  const subscriber = await machine.connectOn(1, { clientId: 'burst-sub', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } });
+  const got = collect(subscriber);
+  await subscriber.subscribeAsync('burst/#', { qos: 2 });
+  const publisher = await machine.connectOn(0, { clientId: 'burst-pub', protocolVersion: 5 });
+  const sent = Array.from({ length: 90 }, (_, n) => `b${n}`);
+  await Promise.all(sent.map((payload, n) => publisher.publishAsync('burst/t', payload, { qos: (n % 3) as 0 | 1 | 2 })));
+  await got.waitFor(sent.length, 10_000);
+  assert.deepEqual(got.arrived.map((p) => p.payload.toString()), sent);
+  await Promise.all([subscriber, publisher].map((c) => endClient(c, true)));
+});
+
 test('two processes: a subscription made on one worker is used by the other as soon as its SUBACK is sent (G6)', async () => {
   const publisher = await machine.connectOn(1, { clientId: 'g6-pub' });
   const subscriber = await machine.connectOn(0, { clientId: 'g6-sub', protocolVersion: 5 });
