@@ -251,6 +251,7 @@ function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string)
   out.push(
     'A sweep runs one case at increasing offered rates and stops at the first step a broker does not sustain ' +
       '(correctness checks, delivered ≥ 95% of offered, p99 ≤ 50 ms, drained within 1 s of publishing stopping). ' +
+      'A step a broker misses on rate, latency or drain runs once more, for every broker, and that second run decides it. ' +
       'The sustainable rate is the highest step sustained; 0 means not even the first. Ratios are iot-bridge / peer.',
     '',
   );
@@ -264,6 +265,10 @@ function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string)
     out.push(`| ${row.join(' | ')} |`);
     const stops = brokers.filter((b) => rates.get(b)?.stoppedAt).map((b) => `${label(b)} stopped at ${rates.get(b)!.stoppedAt}`);
     if (stops.length > 0) out.push('', `${g}: ${stops.join('; ')}.`);
+    const second = lines.filter((l) => l.sweep?.group === g && l.sweep.firstRunMissed);
+    if (second.length > 0) {
+      out.push('', `Sustained on the second run: ${second.map((l) => `${label(l.broker)} at ${fmt(l.sweep!.offeredPerSec)} (first run: ${l.sweep!.firstRunMissed})`).join('; ')}.`);
+    }
   }
   return out;
 }

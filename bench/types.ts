@@ -47,6 +47,8 @@ export interface SweepVerdict {
   sustained: boolean;
   /** Why not, when not. */
   why?: string;
+  /** Why its first run missed, when it was sustained only on its confirmation run. */
+  firstRunMissed?: string;
 }
 
 export interface LatencyStats {
