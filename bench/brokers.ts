@@ -247,19 +247,24 @@ export function processTree(root: number): number[] {
  * CPU seconds of a whole process tree: utime + stime of `root` and every live descendant, plus the
  * cutime + cstime of each (the CPU of children that already exited and were waited for, e.g. a worker
  * that died and was started again), so the figure only grows and a delta covers the whole tree.
+ * `kernelSeconds`: the part of it spent in the kernel (stime + cstime): system calls and, on loopback,
+ * the TCP work of what the broker sends.
  */
-export function readTreeCpuSeconds(root: number): { seconds: number; pids: number[]; byPid: Map<number, number> } {
+export function readTreeCpuSeconds(root: number): { seconds: number; kernelSeconds: number; pids: number[]; byPid: Map<number, number> } {
   const pids = processTree(root);
   const byPid = new Map<number, number>();
   let ticks = 0;
+  let kernelTicks = 0;
   for (const pid of pids) {
     const f = statFields(pid);
     if (!f) continue;
-    const t = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    const kernel = Number(f[12]) + Number(f[14]);
+    const t = Number(f[11]) + Number(f[13]) + kernel;
     ticks += t;
+    kernelTicks += kernel;
     byPid.set(pid, t / ticksPerSecond());
   }
-  return { seconds: ticks / ticksPerSecond(), pids, byPid };
+  return { seconds: ticks / ticksPerSecond(), kernelSeconds: kernelTicks / ticksPerSecond(), pids, byPid };
 }
 
 /** VmRSS summed over a process tree (pages shared between the processes, e.g. a shared LMDB map, count once per process). */

@@ -188,7 +188,8 @@ export function renderMarkdown(lines: ResultLine[]): string {
   out.push(
     'Per case and broker: lost / duplicated / out-of-order messages (over the whole case, warm-up and drain included); ' +
       'generator and broker CPU, each with how busy its pinned core was (% during the measured window; the broker\'s CPU is that of its whole ' +
-      'process tree, and with several processes it is split as primary + each worker); and the ' +
+      'process tree, and with several processes it is split as primary + each worker; "kernel" is the part of it spent in the kernel: ' +
+      'system calls, and on loopback the TCP work of what the broker sends); and the ' +
       'generator ceiling, throughput × 100 / generator CPU, i.e. roughly what the generator could drive on this case. ' +
       'A broker figure close to the ceiling is limited by the generator, not by the broker. "others" is the CPU taken by anything else ' +
       '(the larger of: all other processes, and how much busier the two cores were than the broker and generator processes), % of one core; ' +
@@ -214,6 +215,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
       const st0 = l.brokerStats;
       const cpu =
         `gen ${fmt(g.generatorCpuPct)}% (core ${fmt(st0?.generatorCoreBusyPct ?? 0)}%) / broker ${fmt(st0?.cpuPct ?? 0)}%` +
+        (st0?.kernelCpuPct !== undefined ? ` (kernel ${fmt(st0.kernelCpuPct)}%)` : '') +
         `${(st0?.processes ?? 1) > 1 ? ` in ${st0?.processes} processes${st0?.cpuPctByProcess ? ` (${st0.cpuPctByProcess.map((p) => fmt(p)).join(' + ')})` : ''}` : ''}` +
         ` (core ${fmt(st0?.brokerCoreBusyPct ?? 0)}%)` +
         (ceiling ? `; ceiling ${compact(ceiling)}` : '');

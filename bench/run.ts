@@ -123,6 +123,8 @@ interface CaseRun {
   /** Broker CPU seconds (whole process tree) in the measured window, and that window's length. */
   brokerCpuSeconds: number;
   brokerWindowMs: number;
+  /** The kernel's part of brokerCpuPct. */
+  brokerKernelCpuPct: number;
   /** Processes in the broker's tree at the end of the window, and the CPU of each (% of one core, the started one first). */
   brokerProcesses: number;
   brokerCpuPctByProcess: number[];
@@ -148,6 +150,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     errors: [],
     brokerCpuPct: 0,
     brokerCpuSeconds: 0,
+    brokerKernelCpuPct: 0,
     brokerWindowMs: 0,
     brokerProcesses: 1,
     brokerCpuPctByProcess: [],
@@ -171,6 +174,7 @@ async function runGenerator(spec: CaseSpec, port: number, broker: RunningBroker,
     run.brokerProcesses = cpu1.pids.length;
     run.brokerCpuPctByProcess = cpu1.pids.map((pid) => (secs > 0 ? Math.round((((cpu1.byPid.get(pid) ?? 0) - (cpu0.byPid.get(pid) ?? 0)) / secs) * 1000) / 10 : 0));
     run.brokerCpuPct = secs > 0 ? Math.round((run.brokerCpuSeconds / secs) * 1000) / 10 : 0;
+    run.brokerKernelCpuPct = secs > 0 ? Math.round((Math.max(0, cpu1.kernelSeconds - cpu0.kernelSeconds) / secs) * 1000) / 10 : 0;
     const cores1 = readCoreTimes();
     run.brokerCoreBusyPct = coreBusyPct(cores0, cores1, cores.broker);
     run.generatorCoreBusyPct = coreBusyPct(cores0, cores1, cores.generator);
@@ -280,6 +284,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
       cpuPct: run.brokerCpuPct,
       cpuSeconds: Math.round(run.brokerCpuSeconds * 1000) / 1000,
       windowMs: Math.round(run.brokerWindowMs),
+      kernelCpuPct: run.brokerKernelCpuPct,
       processes: run.brokerProcesses,
       ...(run.brokerProcesses > 1 ? { cpuPctByProcess: run.brokerCpuPctByProcess } : {}),
       brokerCoreBusyPct: run.brokerCoreBusyPct,
@@ -311,7 +316,7 @@ async function attemptCase(def: BrokerDef, spec: CaseSpec, cores: Cores, line: R
         ? `${g.connect?.perSec ?? 0} conn/s, ${line.brokerStats.rssPerConnKiB ?? '?'} KiB/conn`
         : `${g.deliveredPerSec} msg/s, p50 ${g.latency.p50Ms} ms p99 ${g.latency.p99Ms} ms, lost ${g.correctness.lost} dup ${g.correctness.duplicates} ooo ${g.correctness.outOfOrder}`;
     log(
-      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}%${run.brokerProcesses > 1 ? ` (${run.brokerProcesses} processes: ${run.brokerCpuPctByProcess.map((p) => `${p}%`).join(' + ')})` : ''}` +
+      `  ${def.label} ${spec.id}: ${summary}; gen cpu ${g?.generatorCpuPct ?? 0}%, broker cpu ${run.brokerCpuPct}% (kernel ${run.brokerKernelCpuPct}%)${run.brokerProcesses > 1 ? ` (${run.brokerProcesses} processes: ${run.brokerCpuPctByProcess.map((p) => `${p}%`).join(' + ')})` : ''}` +
         `${spec.scenario !== 'connect' && g && run.brokerCpuSeconds > 0 ? `, ${Math.round(g.deliveredPerSec / (run.brokerCpuSeconds / (run.brokerWindowMs / 1000)))} msg/CPU-s` : ''}, others ${contentionPct(line)}%${run.othersTop.length ? ` (${run.othersTop.join(', ')})` : ''}` +
         (line.ok ? '' : `  FAILED: ${[...(g?.correctness.violations ?? []), ...line.errors].join('; ')}`) +
         (line.sweep ? (line.sweep.sustained ? '  sustained' : `  not sustained: ${line.sweep.why}`) : ''),

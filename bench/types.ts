@@ -150,6 +150,8 @@ export interface ResultLine {
     /** The same as CPU seconds, and the window it was measured over (ms); absent in older results. */
     cpuSeconds?: number;
     windowMs?: number;
+    /** The part of cpuPct spent in the kernel (stime), % of one core; absent in older results. */
+    kernelCpuPct?: number;
     /** Processes in the broker's tree at the end of the window (a primary and its workers). */
     processes?: number;
     /** With several processes: the CPU of each in the window, % of one core, the started one (the primary) first. */
