@@ -90,7 +90,7 @@ export async function startBroker(
   sys.start();
   if (config.adminPort > 0) {
     if (store instanceof ClusterStore) api.cluster = { node: store.membership.nodeKey, nodes: () => store.membership.liveNodes() };
-    // A worker of several on the machine has a port of its own: its metrics are its own.
+    // A worker of several on the machine has a port of its own; its /metrics are the machine's.
     const slot = workerSlot();
     admin = await startAdminServer(broker, config.host, config.adminPort + (slot ?? 0), ready, api, slot !== undefined);
     if (store instanceof ClusterStore) store.membership.advertiseAdmin(config.adminAdvertiseUrl || `http://${advertisedHost(config.host)}:${adminPort(admin)}`);

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../broker/options';
 import type { Config } from '../ops/config';
+import { serveMachineMetrics } from '../ops/machine-metrics';
 
 /**
  * Several worker processes on one machine (docs/multi-process.md). The primary does no MQTT: it
@@ -104,5 +105,6 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
   process.on('SIGHUP', () => {
     for (const worker of workers.values()) worker.process.kill('SIGHUP');
   });
+  serveMachineMetrics();
   for (let slot = 0; slot < count; slot++) start(slot);
 }

@@ -4,15 +4,22 @@ import { Registry, Gauge, Counter } from 'prom-client';
 import type { Broker } from '../broker/broker';
 import { type AdminApiOptions, handleAdminApi } from './admin-api';
 import { dashboardHandler } from './dashboard-files';
+import { machineMetrics } from './machine-metrics';
 
-/** Prometheus metrics read from the broker's counters at scrape time. */
-export function createMetrics(broker: Broker): Registry {
+/**
+ * Prometheus metrics read from the broker's counters at scrape time. `worker`: one of several
+ * processes on the machine, whose metrics are also summed over all of them (machine-metrics.ts):
+ * every worker routes to every session and knows every retained message, so those two gauges are
+ * the same in each and their machine figure is the maximum, not the sum.
+ */
+export function createMetrics(broker: Broker, worker = false): Registry {
   const registry = new Registry();
   const s = broker.stats;
   new Gauge({ name: 'iotbridge_connections', help: 'Open connections', registers: [registry], collect() { this.set(s.connections); } });
-  new Gauge({ name: 'iotbridge_sessions', help: 'Sessions, online and offline', registers: [registry], collect() { this.set(broker.sessions.size); } });
-  new Gauge({ name: 'iotbridge_subscriptions', help: 'Subscriptions in the router', registers: [registry], collect() { this.set(broker.router.size); } });
-  new Gauge({ name: 'iotbridge_retained_messages', help: 'Retained messages', registers: [registry], collect() { this.set(broker.retained.size); } });
+  new Gauge({ name: 'iotbridge_sessions', help: 'Sessions held, online and offline', registers: [registry], collect() { this.set(broker.sessions.size); } });
+  new Gauge({ name: 'iotbridge_subscriptions', help: 'Subscriptions in the router', registers: [registry], aggregator: 'max', collect() { this.set(broker.router.size); } });
+  new Gauge({ name: 'iotbridge_retained_messages', help: 'Retained messages', registers: [registry], aggregator: 'max', collect() { this.set(broker.retained.size); } });
+  if (worker) new Gauge({ name: 'iotbridge_worker_processes', help: 'Worker processes whose metrics these are', registers: [registry], collect() { this.set(1); } });
   const counter = (name: string, help: string, read: () => number) =>
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
   counter('iotbridge_connections_total', 'CONNECT packets handled', () => s.connectionsTotal);
@@ -49,17 +56,22 @@ export function createMetrics(broker: Broker): Registry {
   return registry;
 }
 
-/** `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ reachable, lease valid). */
-export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions, exclusive = false): Promise<http.Server> {
-  const registry = createMetrics(broker);
+/**
+ * `/healthz`: the process is alive. `/readyz`: 200 only while `ready()` (cluster mode: RocketMQ
+ * reachable, lease valid). `worker`: this process is one of several on the machine, with a port of
+ * its own: `/metrics` is the whole machine's, `/metrics/worker` this worker's.
+ */
+export async function startAdminServer(broker: Broker, host: string, port: number, ready: () => boolean = () => true, api?: AdminApiOptions, worker = false): Promise<http.Server> {
+  const registry = createMetrics(broker, worker);
+  const machine = worker ? machineMetrics(registry) : undefined;
   const dashboard = dashboardHandler(Boolean(api?.token));
   const server = http.createServer((req, res) => {
     if (api && handleAdminApi(broker, api, req, res)) return;
     if (dashboard(req, res)) return;
-    if (req.url === '/metrics') {
-      registry.metrics().then(
+    if (req.url === '/metrics' || req.url === '/metrics/worker') {
+      (machine && req.url === '/metrics' ? machine() : registry.metrics()).then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-        (e: Error) => res.writeHead(500).end(e.message),
+        (e: Error) => res.writeHead(503).end(`${e.message}\n`),
       );
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', store: broker.store.kind }));
@@ -72,7 +84,8 @@ export async function startAdminServer(broker: Broker, host: string, port: numbe
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port, host, exclusive }, () => resolve());
+    // A worker's port is its own: node:cluster would otherwise share it among the workers.
+    server.listen({ port, host, exclusive: worker }, () => resolve());
   });
   return server;
 }

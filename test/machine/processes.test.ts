@@ -141,6 +141,28 @@ test('two processes: a retained message set on one worker is served by the other
   await Promise.all([setter, reader, late].map((c) => endClient(c)));
 });
 
+test('two processes: /metrics on either worker is the whole machine\'s: counters summed, gauges every worker shares not', async () => {
+  const clients = [await machine.connectOn(0, { clientId: 'met-0' }), await machine.connectOn(1, { clientId: 'met-1' })];
+  for (const [i, client] of clients.entries()) {
+    for (let n = 0; n <= i; n++) await client.publishAsync(`met/${i}/${n}`, 'r', { qos: 1, retain: true });
+  }
+  const own = [await machine.metrics(0, '/metrics/worker'), await machine.metrics(1, '/metrics/worker')];
+  const whole = [await machine.metrics(0, '/metrics'), await machine.metrics(1, '/metrics')];
+  // Counters that only move when a client connects or publishes (not when a closed probe connection is noticed).
+  for (const name of ['iotbridge_messages_received_total', 'iotbridge_connections_total']) {
+    const sum = own[0]!.get(name)! + own[1]!.get(name)!;
+    assert.ok(own[0]!.get(name)! > 0 && own[1]!.get(name)! > 0, `${name} moved on both workers`);
+    for (const [slot, metrics] of whole.entries()) assert.equal(metrics.get(name), sum, `${name} on worker ${slot}'s /metrics`);
+  }
+  for (const name of ['iotbridge_retained_messages', 'iotbridge_subscriptions']) {
+    for (const [slot, metrics] of whole.entries()) assert.equal(metrics.get(name), Math.max(own[0]!.get(name)!, own[1]!.get(name)!), `${name} on worker ${slot}'s /metrics`);
+  }
+  assert.ok(own[0]!.get('iotbridge_retained_messages')! >= 3, 'both workers know the retained messages set on either');
+  assert.equal(whole[0]!.get('iotbridge_worker_processes'), 2);
+  assert.equal(own[1]!.get('iotbridge_worker_processes'), 1);
+  await Promise.all(clients.map((c) => endClient(c)));
+});
+
 test('two processes: mosquitto_sub on one worker gets what mosquitto_pub sends through either', { skip: skipWithout(['mosquitto_pub', 'mosquitto_sub']) }, async () => {
   const watcher = await machine.connectOn(0, { clientId: 'mq-watch' });
   const watched = collect(watcher);

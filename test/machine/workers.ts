@@ -86,6 +86,18 @@ export class TestMachine {
     return lines.map((l) => (JSON.parse(l) as { pid: number }).pid);
   }
 
+  /** A worker's Prometheus metrics: `/metrics` (the machine's) or `/metrics/worker` (its own), as name{labels} → value. */
+  async metrics(slot: number, path: '/metrics' | '/metrics/worker'): Promise<Map<string, number>> {
+    const { status, body } = await get(this.workers.find((w) => w.slot === slot)!.adminPort, path);
+    if (status !== 200) throw new Error(`${path} of worker ${slot}: ${status} ${body}`);
+    const values = new Map<string, number>();
+    for (const line of body.split('\n')) {
+      const m = /^(\S+) (\S+)$/.exec(line);
+      if (m && !line.startsWith('#')) values.set(m[1]!, Number(m[2]));
+    }
+    return values;
+  }
+
   logs(): string {
     return this.proc.output.join('').slice(process.env.MACHINE_LOG_LEVEL === 'debug' ? -4_000_000 : -6000);
   }
