@@ -1,5 +1,5 @@
 // The case matrix. The same cases run against every broker.
-import type { CaseSpec, GeneratorResult, QoS, SweepVerdict } from './types';
+import type { CaseSpec, GeneratorResult, QoS, ResultLine, SweepVerdict } from './types';
 
 /** Window of unacked messages per publisher in p2p and latency (also Mosquitto's max_inflight_messages). */
 export const WINDOW = 64;
@@ -26,6 +26,17 @@ export function sweepVerdict(spec: CaseSpec, ok: boolean, gen: GeneratorResult |
   if (gen.latency.p99Ms > SWEEP_P99_MS) return verdict(`p99 ${gen.latency.p99Ms.toFixed(1)} ms > ${SWEEP_P99_MS} ms`);
   if (!gen.drainedFully || gen.drainMs > 1000) return verdict(`left behind: ${gen.drainedFully ? `${gen.drainMs} ms` : 'not'} drained after publishing stopped`);
   return verdict();
+}
+
+/**
+ * The result of a case run several times: a failed run if any (a failure is never hidden by
+ * better runs), else the run with the median p99.
+ */
+export function medianRun(runs: ResultLine[]): ResultLine {
+  const failed = runs.find((r) => !r.ok);
+  if (failed || runs.length === 1) return failed ?? runs[0]!;
+  const byP99 = [...runs].sort((a, b) => (a.generator?.latency.p99Ms ?? Infinity) - (b.generator?.latency.p99Ms ?? Infinity));
+  return byP99[Math.floor((byP99.length - 1) / 2)]!;
 }
 
 export function buildCases(quick: boolean): CaseSpec[] {
@@ -109,6 +120,9 @@ export function buildCases(quick: boolean): CaseSpec[] {
     qos: 1,
     payloadBytes: 64,
     ratePerPublisher: 100,
+    // One window's tail moved more between runs than between brokers (p99 2.7–11.7 ms for either of two
+    // brokers in alternating runs): three runs each, and the median one counts.
+    repeats: quick ? 1 : 3,
   });
   return cases;
 }

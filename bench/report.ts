@@ -182,6 +182,7 @@ export function renderMarkdown(lines: ResultLine[]): string {
     }
   }
   out.push(...renderSweeps(lines, brokers, label, ratioCols));
+  out.push(...renderRuns(lines, label));
   out.push(...renderMemoryFloor(lines, label));
   out.push(...renderScaling(lines, label));
   out.push('', '## Correctness and load', '');
@@ -271,6 +272,17 @@ function renderSweeps(lines: ResultLine[], brokers: string[], label: (b: string)
     if (second.length > 0) {
       out.push('', `Sustained on the second run: ${second.map((l) => `${label(l.broker)} at ${fmt(l.sweep!.offeredPerSec)} (first run: ${l.sweep!.firstRunMissed})`).join('; ')}.`);
     }
+  }
+  return out;
+}
+
+/** Cases run several times per broker (CaseSpec.repeats): every run's latency, of which the median one is in the tables. */
+function renderRuns(lines: ResultLine[], label: (b: string) => string): string[] {
+  const repeated = lines.filter((l) => l.runs && l.runs.length > 1);
+  if (repeated.length === 0) return [];
+  const out = ['', '## Repeated cases', '', 'Each broker ran these cases several times, each time fresh; the tables above give the run with the median p99. Latency p50 / p99 / max (ms) of every run, in order:', ''];
+  for (const l of repeated) {
+    out.push(`- ${l.caseId}, ${label(l.broker)}: ${l.runs!.map((r) => `${fmt(r.p50Ms, 2)} / ${fmt(r.p99Ms, 2)} / ${fmt(r.maxMs, 1)}`).join('; ')}`);
   }
   return out;
 }

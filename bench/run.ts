@@ -29,7 +29,7 @@ import {
   type BrokerDef,
   type RunningBroker,
 } from './brokers';
-import { WINDOW, buildCases, caseBoundMs, sweepVerdict } from './cases';
+import { WINDOW, buildCases, caseBoundMs, medianRun, sweepVerdict } from './cases';
 import { CONTENDED_PCT, contentionPct, writeReports } from './report';
 import type { CaseSpec, GeneratorResult, ParentToWorker, ResultLine, WorkerToParent } from './types';
 
@@ -410,40 +410,49 @@ async function main(): Promise<void> {
         emit(line);
         continue;
       }
-      let attempt = 0;
-      let best: ResultLine | null = null;
-      let confirming: string | undefined;
-      for (;;) {
-        const tryLine: ResultLine = { ...line, errors: [], time: new Date().toISOString() };
-        const { startFailed } = await attemptCase(def, spec, cores, tryLine);
-        attemptsMade++;
-        if (startFailed) failedStarts++;
-        tryLine.attempts = attempt + 1;
-        const others = contentionPct(tryLine);
-        if (confirming !== undefined) {
-          // The confirmation run of a missed sweep step decides it, whichever way it goes.
-          if (tryLine.sweep?.sustained) tryLine.sweep.firstRunMissed = confirming;
-          best = tryLine;
-          break;
-        }
-        if (best === null || others < contentionPct(best)) best = tryLine;
-        // A sweep step that one run missed on latency or drain (correct, not contended) runs once
-        // more, for every broker alike: one spike should not end a broker's sweep a step early.
-        if (others <= CONTENDED_PCT && !startFailed && tryLine.ok && tryLine.sweep && !tryLine.sweep.sustained) {
-          confirming = tryLine.sweep.why ?? 'missed';
+      const runs: ResultLine[] = [];
+      for (let run = 0; run < (spec.repeats ?? 1); run++) {
+        let attempt = 0;
+        let best: ResultLine | null = null;
+        let confirming: string | undefined;
+        for (;;) {
+          const tryLine: ResultLine = { ...line, errors: [], time: new Date().toISOString() };
+          const { startFailed } = await attemptCase(def, spec, cores, tryLine);
+          attemptsMade++;
+          if (startFailed) failedStarts++;
+          tryLine.attempts = attempt + 1;
+          const others = contentionPct(tryLine);
+          if (confirming !== undefined) {
+            // The confirmation run of a missed sweep step decides it, whichever way it goes.
+            if (tryLine.sweep?.sustained) tryLine.sweep.firstRunMissed = confirming;
+            best = tryLine;
+            break;
+          }
+          if (best === null || others < contentionPct(best)) best = tryLine;
+          // A sweep step that one run missed on latency or drain (correct, not contended) runs once
+          // more, for every broker alike: one spike should not end a broker's sweep a step early.
+          if (others <= CONTENDED_PCT && !startFailed && tryLine.ok && tryLine.sweep && !tryLine.sweep.sustained) {
+            confirming = tryLine.sweep.why ?? 'missed';
+            attempt++;
+            log(`  ${def.label} ${spec.id}: not sustained (${confirming}); running the step once more to confirm`);
+            continue;
+          }
+          if (others <= CONTENDED_PCT || attempt >= opts.retries || startFailed) break;
+          // Retry only while ahead of schedule: the remaining cases must still fit in the budget.
+          const elapsed = Date.now() - started;
+          const perAttempt = elapsed / Math.max(1, attemptsMade);
+          if (elapsed + perAttempt * (casesLeft + 1) > budgetMs * 0.9) break;
           attempt++;
-          log(`  ${def.label} ${spec.id}: not sustained (${confirming}); running the step once more to confirm`);
-          continue;
+          log(`  ${def.label} ${spec.id}: something else used ${others}% CPU during the window; retrying (${attempt}/${opts.retries})`);
         }
-        if (others <= CONTENDED_PCT || attempt >= opts.retries || startFailed) break;
-        // Retry only while ahead of schedule: the remaining cases must still fit in the budget.
-        const elapsed = Date.now() - started;
-        const perAttempt = elapsed / Math.max(1, attemptsMade);
-        if (elapsed + perAttempt * (casesLeft + 1) > budgetMs * 0.9) break;
-        attempt++;
-        log(`  ${def.label} ${spec.id}: something else used ${others}% CPU during the window; retrying (${attempt}/${opts.retries})`);
+        runs.push({ ...best!, attempts: attempt + 1 });
+        if (!best!.ok) break; // a failed run decides the case
       }
-      Object.assign(line, best, { attempts: attempt + 1 });
+      Object.assign(line, medianRun(runs));
+      if (runs.length > 1) {
+        line.runs = runs.map((r) => ({ p50Ms: r.generator?.latency.p50Ms ?? 0, p99Ms: r.generator?.latency.p99Ms ?? 0, maxMs: r.generator?.latency.maxMs ?? 0 }));
+        log(`  ${def.label} ${spec.id}: p99 of the ${runs.length} runs ${line.runs.map((r) => r.p99Ms).join(' / ')} ms; the median run counts`);
+      }
       emit(line);
       if (line.sweep && !line.sweep.sustained) sweepEnded.set(line.sweep.group, `${spec.id}: ${line.sweep.why}`);
       if (failedStarts >= 2) {

@@ -38,6 +38,8 @@ export interface CaseSpec {
   persistent?: boolean;
   /** One step of a rate sweep (fan-in): the steps of a group run in increasing rate until one is not sustained. */
   sweep?: { group: string; offeredPerSec: number };
+  /** Runs of the case per broker (each with a fresh broker); the run with the median p99 is the result. */
+  repeats?: number;
 }
 
 /** A sweep step's verdict: sustained when it passed its checks, p99 ≤ the bound and nothing was left behind. */
@@ -177,6 +179,8 @@ export interface ResultLine {
   };
   /** Sweep steps only. */
   sweep?: SweepVerdict;
+  /** A case run several times (CaseSpec.repeats): the latency of every run, in order; the line is the median one by p99. */
+  runs?: { p50Ms: number; p99Ms: number; maxMs: number }[];
   ok: boolean;
   errors: string[];
 }
