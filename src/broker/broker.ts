@@ -489,14 +489,17 @@ export class Broker implements StoreListener {
     const now = this.clock.now();
     const ops: StoreOp[] = [];
     const entries: OutboundEntry[] = [];
+    const viaStore = this.store.storesRetainedDeliveries === true && session.persistent;
     for (const message of this.retained.values()) {
       if (message.expiresAt !== undefined && message.expiresAt <= now) continue;
       if (!topicMatches(sub.filter, message.topic)) continue;
       const qos = Math.min(sub.qos, message.qos) as QoS;
       // retainAsPublished=true keeps the RETAIN flag set, as MQTT requires for retained messages.
-      this.enqueue(session, message, { qos, subscriptionIds: subIds(sub), retainAsPublished: true }, undefined, ops, entries);
+      const target: DeliveryTarget = { qos, subscriptionIds: subIds(sub), retainAsPublished: true };
+      if (viaStore && qos > 0) ops.push({ op: 'publish', message, clientIds: [session.clientId], targets: new Map([[session.clientId, target]]) });
+      else this.enqueue(session, message, target, undefined, ops, entries);
     }
-    if (entries.length > 0) this.commitDeliveries(ops, entries);
+    if (entries.length > 0 || ops.length > 0) this.commitDeliveries(ops, entries);
   }
 
   // ---- publishing -------------------------------------------------------------------------

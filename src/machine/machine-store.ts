@@ -123,6 +123,7 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   override readonly kind = 'lmdb-shared';
   override readonly deliversThroughStore = true;
   readonly queuesHeldCleanSessions = true;
+  readonly storesRetainedDeliveries = true;
   private readonly holders: Database<Holder, string>;
   private readonly seqs: Database<number, string>;
   private readonly links: PeerLinks;
@@ -470,7 +471,12 @@ export class MachineStore extends LmdbStore<MachineBatch> {
     for (const { key, value } of this.queue.getRange({ start: [clientId, held.cursor + 1], end: [clientId, upTo + 1] })) {
       held.cursor = key[1];
       const entry = this.readEntry(clientId, value, true);
-      if (entry) deliveries.push({ seq: entry.seq, packetId: entry.packetId ?? packetIdOf(entry.seq), message: entry.message });
+      if (!entry) continue;
+      // Delivered as it was matched when stored, as one process delivers its queue: a retained
+      // message a SUBSCRIBE queued keeps its RETAIN flag, which this session's subscriptions alone would not give it.
+      const target: DeliveryTarget = { qos: entry.qos, subscriptionIds: entry.subscriptionIds, retainAsPublished: entry.retainAsPublished };
+      if (entry.shareGroup !== undefined) target.sharedFilter = entry.shareGroup;
+      deliveries.push({ seq: entry.seq, packetId: entry.packetId ?? packetIdOf(entry.seq), message: entry.message, target });
     }
     if (deliveries.length > 0) this.listener.deliver(clientId, deliveries);
   }

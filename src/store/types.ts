@@ -191,6 +191,13 @@ export interface Store {
    * recipients. Set by the store of a worker of several on one machine; cluster mode routes all.
    */
   readonly queuesHeldCleanSessions?: boolean;
+  /**
+   * With `deliversThroughStore`: a retained message that a SUBSCRIBE of a persistent session gets
+   * at QoS > 0 is handed to the store as a `publish` op for that session alone (its `targets`
+   * keep the RETAIN flag), so it is stored like any delivery and comes back through `deliver`.
+   * Without it the core queues that copy itself, unstored. Set by the store of a worker of several.
+   */
+  readonly storesRetainedDeliveries?: boolean;
   load(listener: StoreListener): Promise<LoadedState>;
   openSession(clientId: string): Promise<LoadedSession | undefined>;
   sync(): Promise<void> | undefined;

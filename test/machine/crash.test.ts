@@ -103,3 +103,29 @@ test('two processes: QoS 2 exactly once across kill -9 of the publisher\'s worke
     await Promise.all([subscriber, publisher].map((c) => endClient(c, true)));
   }
 });
+
+test('two processes: a retained message a persistent session got on SUBSCRIBE and never acknowledged is stored: it comes again after kill -9 of its worker', async () => {
+  const setter = await machine.connectOn(0, { clientId: 'rk-set', protocolVersion: 5 });
+  await setter.publishAsync('rk/one', 'kept', { qos: 1, retain: true });
+  const options = { clientId: 'rk-sub', protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
+  let arrived = 0;
+  const subscriber = await machine.connectOn(1, options, (c) => {
+    // mqtt.js acknowledges a QoS 1 message once handleMessage calls back: this one never does.
+    c.handleMessage = (packet) => void (packet.topic === 'rk/one' && arrived++);
+  });
+  subscriber.on('error', () => undefined);
+  await subscriber.subscribeAsync('rk/#', { qos: 1 });
+  await waitUntil(() => arrived === 1, 'the retained message at the subscriber', 10_000);
+  const restarts = machine.restarts(1).length;
+  process.kill(machine.pidOf(1), 'SIGKILL');
+  await waitUntil(() => machine.restarts(1).length === restarts + 1, 'the primary to start worker 1 again', 20_000);
+
+  let resumed: ReturnType<typeof collect> | undefined;
+  const again = await connect(machine.port, options, (c) => (resumed = collect(c)));
+  const [message] = await resumed!.waitFor(1, 10_000);
+  assert.equal(message!.topic, 'rk/one');
+  assert.equal(message!.payload.toString(), 'kept');
+  assert.equal(message!.packet.retain, true, 'a retained message sent on SUBSCRIBE keeps its RETAIN flag when sent again');
+  await Promise.all([again, setter].map((c) => endClient(c, true)));
+  await endClient(subscriber, true);
+});
