@@ -14,6 +14,7 @@ import { SysTopics } from './ops/sys-topics';
 import type { Config } from './ops/config';
 import { MachineStore } from './machine/machine-store';
 import { workerCount, workerSlot } from './machine/primary';
+import { openTurn, opened } from './machine/open-turns';
 import { LmdbStore } from './store/lmdb-store';
 import { MemoryStore } from './store/memory-store';
 import type { Store } from './store/types';
@@ -35,7 +36,7 @@ export interface RunningBroker {
 }
 
 /** The composition root: the one place that chooses the store. */
-export function createStore(config: Config, log: Logger = silentLogger): Store {
+export async function createStore(config: Config, log: Logger = silentLogger): Promise<Store> {
   if (config.cluster) {
     return new ClusterStore({
       namesrv: config.namesrv,
@@ -56,7 +57,9 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
   if (config.store === 'memory') return new MemoryStore();
   const slot = workerSlot();
   if (slot !== undefined) {
-    return new MachineStore({
+    // One worker at a time opens the shared environment, the others' writes held meanwhile (open-turns.ts).
+    await openTurn();
+    const store = new MachineStore({
       dataDir: config.dataDir,
       durability: config.durability,
       mapSize: config.lmdbMapSize,
@@ -66,6 +69,8 @@ export function createStore(config: Config, log: Logger = silentLogger): Store {
       maxFrameBytes: config.maxPacketSize + 1024 * 1024,
       log,
     });
+    opened(store);
+    return store;
   }
   return new LmdbStore({ dataDir: config.dataDir, durability: config.durability, mapSize: config.lmdbMapSize });
 }
@@ -75,7 +80,7 @@ export async function startBroker(
   log: Logger,
   options: { store?: Store; hooks?: BrokerHooks; clock?: Clock } = {},
 ): Promise<RunningBroker> {
-  const store = options.store ?? createStore(config, log);
+  const store = options.store ?? (await createStore(config, log));
   const fileAuth = !options.hooks && (config.passwordFile || config.aclFile || config.aclRules.length > 0 || config.allowAnonymous !== 'auto' || jwtConfigured(config)) ? new FileAuth(config, log) : undefined;
   const broker = new Broker(store, config, options.hooks ?? fileAuth ?? allowAll, log, options.clock);
   await broker.start();

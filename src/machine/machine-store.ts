@@ -194,8 +194,8 @@ export class MachineStore extends LmdbStore<MachineBatch> {
   override async openSession(clientId: string): Promise<LoadedSession | undefined> {
     if (this.closed) throw new StoreError('closed', 'store is closed');
     const slot = this.machine.slot;
-    const epoch = await this.root
-      .transaction(() => {
+    const epoch = await this
+      .transact(() => {
         const next = (this.holders.get(clientId)?.epoch ?? 0) + 1;
         void this.holders.put(clientId, { slot, epoch: next });
         return next;

@@ -4,6 +4,7 @@ import os from 'node:os';
 import type { Logger } from '../broker/options';
 import type { Config } from '../ops/config';
 import { serveMachineMetrics } from '../ops/machine-metrics';
+import { OpenTurns } from './open-turns';
 
 /**
  * Several worker processes on one machine (docs/multi-process.md). The primary does no MQTT: it
@@ -43,12 +44,13 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
   const ready = new Map<number, WorkerReady & { pid: number }>();
   let serving = false;
   let stopping = false;
+  const turns = new OpenTurns(log);
 
   const start = (slot: number): void => {
     const worker = cluster.fork({ [SLOT_VARIABLE]: String(slot) });
     workers.set(slot, worker);
     worker.on('message', (message: WorkerReady) => {
-      if (!message?.ready) return;
+      if (turns.onMessage(worker, message) || !message?.ready) return;
       ready.set(slot, { ...message, pid: worker.process.pid ?? 0 });
       if (serving) {
         log.info({ slot, pid: worker.process.pid }, `worker ${slot} serving again`);
@@ -64,6 +66,7 @@ export function runPrimary(config: Config, log: Logger & { flush(): void }): voi
       );
     });
     worker.on('exit', (code, signal) => {
+      turns.onExit(worker);
       if (workers.get(slot) === worker) workers.delete(slot);
       ready.delete(slot);
       if (stopping) {

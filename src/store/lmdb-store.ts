@@ -227,6 +227,43 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
     return this.writeBatch(ops, this.prepare(ops));
   }
 
+  /** Write transactions in flight, and while another process opens the environment, the gate new ones wait at. */
+  private writing = 0;
+  private writesHeld: { released: Promise<void>; release: () => void } | undefined;
+  private drained: (() => void) | undefined;
+
+  /** Every write transaction goes through here, so that `holdWrites` can stop them. */
+  protected async transact<T>(write: () => T): Promise<T> {
+    while (this.writesHeld) await this.writesHeld.released;
+    this.writing++;
+    try {
+      return await this.root.transaction(write);
+    } finally {
+      if (--this.writing === 0) this.drained?.();
+    }
+  }
+
+  /**
+   * Several processes (`sharedByProcesses`): another one is about to open the environment, and a
+   * commit made meanwhile could be lost (src/machine/open-turns.ts). Resolves once no write
+   * transaction of this process is in flight; new ones wait for `releaseWrites`.
+   */
+  async holdWrites(): Promise<void> {
+    if (!this.writesHeld) {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      this.writesHeld = { released, release };
+    }
+    if (this.writing > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.drained = undefined;
+  }
+
+  releaseWrites(): void {
+    const held = this.writesHeld;
+    this.writesHeld = undefined;
+    held?.release();
+  }
+
   /** A subclass whose Batch carries more overrides this. */
   protected prepare(ops: StoreOp[]): Batch {
     return { queuedFor: queuedCounts(ops) } as Batch;
@@ -234,7 +271,7 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
 
   protected async writeBatch(ops: StoreOp[], batch: Batch): Promise<void> {
     try {
-      await this.root.transaction(() => {
+      await this.transact(() => {
         if (this.options.sharedByProcesses) this.nextMessageId = this.lastMessageId() + 1;
         for (const op of ops) this.apply(op, batch);
         this.finishBatch(batch);
