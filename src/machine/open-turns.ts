@@ -94,8 +94,9 @@ export class OpenTurns {
         this.next();
         break;
       case OPENED:
-        if (worker === this.opener) this.finish();
+        // Open first: the next opener's turn, which finish() may start, must hold its writes too.
         this.open.add(worker);
+        if (worker === this.opener) this.finish();
         break;
       case HELD: {
         const pending = this.pending;
@@ -130,7 +131,7 @@ export class OpenTurns {
       if (this.pending?.round !== round) return;
       this.log.warn({ workers: [...this.pending.left].map((w) => w.process.pid) }, `workers did not hold their writes within ${HOLD_WAIT_MS} ms: a worker opens the store anyway`);
       this.grant();
-    }, HOLD_WAIT_MS);
+    }, HOLD_WAIT_MS).unref();
     this.pending = { round, left: new Set(others), timer };
     for (const w of others) {
       this.holding.add(w);
