@@ -2,8 +2,8 @@
 // of one process while another process opens it, as a restarted worker does. Two causes lost one:
 // lmdb-js's overlappingSync (a commit flushed after the write lock was let go: about one open in ten
 // undid one), and LMDB's own opening, which sets the shared last transaction id from the meta page it
-// read (OpenLDAP ITS#9496, still in lmdb-js 3.5.6's copy: about one run of this test in 27 lost a
-// commit with overlappingSync off alone). The store's options and the opening turns of
+// read (OpenLDAP ITS#9496, still in lmdb-js 3.5.6's copy: with overlappingSync off alone, 2 of 13
+// looped runs of this test failed, one with a commit undone). The store's options and the opening turns of
 // src/machine/open-turns.ts keep every one: here with real processes, real LMDB, the primary's
 // OpenTurns, the store's write gate, and openers that ask for their turn as workers do.
 import { spawn, type ChildProcess } from 'node:child_process';
