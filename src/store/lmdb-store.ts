@@ -46,8 +46,9 @@ export function lmdbEnvOptions(options: Pick<LmdbStoreOptions, 'dataDir' | 'dura
     maxDbs: 12,
     // lmdb-js flushes a commit after letting go of the write lock by default (overlappingSync).
     // With several processes on one environment, a process opening it then undid another's last
-    // commit: a counter read in the next transaction came back one lower, after about one open
-    // in ten (test/machine/shared-lmdb.test.ts); none with it off. One process keeps the default.
+    // commit after about one open in ten (test/machine/shared-lmdb.test.ts). With it off the
+    // rarer loss of LMDB's own opening remains, which opening turns prevent
+    // (src/machine/open-turns.ts). One process keeps the default.
     ...(options.sharedByProcesses ? { overlappingSync: false } : {}),
   };
 }
@@ -230,7 +231,8 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
   /** Write transactions in flight, and while another process opens the environment, the gate new ones wait at. */
   private writing = 0;
   private writesHeld: { released: Promise<void>; release: () => void } | undefined;
-  private drained: (() => void) | undefined;
+  /** Resolves when `writing` next drops to 0; shared by every `holdWrites` waiting for it. */
+  private drain: { drained: Promise<void>; resolve: () => void } | undefined;
 
   /** Every write transaction goes through here, so that `holdWrites` can stop them. */
   protected async transact<T>(write: () => T): Promise<T> {
@@ -239,7 +241,11 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
     try {
       return await this.root.transaction(write);
     } finally {
-      if (--this.writing === 0) this.drained?.();
+      if (--this.writing === 0 && this.drain) {
+        const { resolve } = this.drain;
+        this.drain = undefined;
+        resolve();
+      }
     }
   }
 
@@ -254,8 +260,13 @@ export class LmdbStore<Batch extends WriteBatch = WriteBatch> implements Store {
       const released = new Promise<void>((resolve) => (release = resolve));
       this.writesHeld = { released, release };
     }
-    if (this.writing > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    this.drained = undefined;
+    if (this.writing === 0) return;
+    if (!this.drain) {
+      let resolve!: () => void;
+      const drained = new Promise<void>((r) => (resolve = r));
+      this.drain = { drained, resolve };
+    }
+    await this.drain.drained;
   }
 
   releaseWrites(): void {
